@@ -114,6 +114,14 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
+# ---------------------------------------------------------------------------------------------------------- 1×1 convs
+def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """A 1×1 conv as one GEMM over the pixels: on a channels-last map the (pixels, channels) rows are a view, and the
+    output comes back channels-last (F.conv2d may take a slower, copying path for 1×1 kernels on CPU)."""
+    out = F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias)
+    return out.permute(0, 3, 1, 2)
+
+
 # ---------------------------------------------------------------------------------------------------------- token mixers
 class Pooling(nn.Module):
     """PoolFormer's mixer: average of each 3×3 neighbourhood, minus the token itself.
@@ -199,7 +207,7 @@ class SepConv(nn.Module):
         self.pwconv2 = nn.Conv2d(hidden, dim, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.pwconv2(self.dwconv(self.act1(self.pwconv1(x))))
+        return pointwise_conv(self.pwconv2, self.dwconv(self.act1(pointwise_conv(self.pwconv1, x))))
 
 
 class Attention(nn.Module):
@@ -214,11 +222,11 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        tokens = x.flatten(2).transpose(1, 2)
+        tokens = x.permute(0, 2, 3, 1).reshape(batch, -1, channels)  # a view of a channels-last map
         qkv = self.qkv(tokens).view(batch, -1, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
         out = self.proj(attended.transpose(1, 2).reshape(batch, -1, channels))
-        return out.transpose(1, 2).reshape(batch, channels, height, width)
+        return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 
 TOKEN_MIXERS = {
@@ -242,7 +250,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        return pointwise_conv(self.fc2, self.act(pointwise_conv(self.fc1, x)))
 
 
 class MlpHead(nn.Module):

@@ -18,11 +18,15 @@ from transformers.modeling_utils import PreTrainedModel
 
 from .configuration_poolformer import PoolFormerConfig
 from .conversion import load_foreign_pretrained
+from .fused import mlp_mixing, pooling_mixing
+from .inference import fuse_for_inference
 from .layers import (
     TOKEN_MIXERS,
     DropPath,
+    GroupNorm1,
     Mlp,
     MlpHead,
+    Pooling,
     RandomMixing,
     Scale,
     make_norm,
@@ -30,10 +34,17 @@ from .layers import (
 )
 
 
+def _scale_of(module: nn.Module) -> torch.Tensor | None:
+    return module.scale if isinstance(module, Scale) else None
+
+
 class MetaFormerBlock(GradientCheckpointingLayer):
     """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)));  Z = Y·r2 + drop(ls2 · MLP(Norm2(Y))).
 
     ls (LayerScale) and r (ResScale) are learned per-channel scales, identity where the config turns them off.
+    PoolFormer's branches (one-group GroupNorm with pooling; one-group GroupNorm with a GELU MLP) run through the lean
+    kernels of `fused.py`: the same parameters and math, fewer memory passes, and in training only the branch inputs
+    are stored (norms, pooling and GELU are recomputed in backward).
     """
 
     def __init__(self, config: PoolFormerConfig, stage: int, drop_path: float):
@@ -53,10 +64,31 @@ class MetaFormerBlock(GradientCheckpointingLayer):
         self.res_scale2 = make_scale(dim, res_scale)
         # One module, drawn independently on each branch: stochastic depth once per branch, never twice.
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.lean_token_mixing = isinstance(self.norm1, GroupNorm1) and isinstance(self.token_mixer, Pooling)
+        self.lean_mlp = isinstance(self.norm2, GroupNorm1) and type(self.mlp.act) is nn.GELU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.res_scale1(x) + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x))))
+        return self.mix_channels(self.mix_tokens(x))
+
+    def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
+        """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)))."""
+        if self.lean_token_mixing:
+            return pooling_mixing(x, self.norm1, self.token_mixer.pool_size, _scale_of(self.layer_scale1),
+                                  _scale_of(self.res_scale1), self.branch_factor(x))
+        return self.res_scale1(x) + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x))))
+
+    def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
+        """Z = Y·r2 + drop(ls2 · MLP(Norm2(Y)))."""
+        if self.lean_mlp:
+            return mlp_mixing(x, self.norm2, self.mlp, _scale_of(self.layer_scale2), _scale_of(self.res_scale2),
+                              self.branch_factor(x))
         return self.res_scale2(x) + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
+
+    def branch_factor(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Stochastic depth as one factor per sample (0 or 1/keep), drawn by `drop_path`; None when inactive."""
+        if not (self.training and isinstance(self.drop_path, DropPath)):
+            return None
+        return self.drop_path(x.new_ones(x.shape[0]))
 
 
 class Stem(nn.Module):
@@ -145,6 +177,12 @@ def minimum_input_size(config: PoolFormerConfig) -> int:
     return size
 
 
+def _memory_format(tensor: torch.Tensor) -> torch.memory_format:
+    if tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
+        return torch.channels_last
+    return torch.contiguous_format
+
+
 class PoolFormerPreTrainedModel(PreTrainedModel):
     config_class = PoolFormerConfig
     config: PoolFormerConfig
@@ -166,6 +204,30 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
         elif type(module).__name__ == "StarReLU":
             init.ones_(module.scale)
             init.zeros_(module.bias)
+
+    # Set on the frozen copies made by `fuse_for_inference`, which can neither train nor be saved.
+    is_fused_for_inference = False
+
+    def fuse_for_inference(self, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
+        """A frozen inference copy with norms and LayerScales folded into the convs, channels-last weights and,
+        with `compile=True`, torch.compile; this model is untouched (see `poolformer_hf.inference`)."""
+        return fuse_for_inference(self, dtype=dtype, compile=compile)
+
+    def train(self, mode: bool = True):
+        if mode and self.is_fused_for_inference:
+            raise RuntimeError(
+                "This copy was fused for inference (norms and LayerScales folded into the convs) and cannot be "
+                "trained: train the original model and call fuse_for_inference() again"
+            )
+        return super().train(mode)
+
+    def save_pretrained(self, *args, **kwargs):
+        if self.is_fused_for_inference:
+            raise RuntimeError(
+                "This copy was fused for inference: its folded weights do not fit the config's architecture. Save the "
+                "original model instead"
+            )
+        return super().save_pretrained(*args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
@@ -202,15 +264,21 @@ class PoolFormerModel(PoolFormerPreTrainedModel):
         return self.stem.conv
 
     def forward_features(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
-        """The body alone: the last feature map and, if asked, (stem output, stage 1 output, …, last stage)."""
+        """The body alone: the last feature map and, if asked, (stem output, stage 1 output, …, last stage).
+
+        The body runs channels-last (1×1 convs become GEMMs over pixel rows; norms, pooling and elementwise ops read
+        memory in order); the maps come back in the memory format of `pixel_values`.
+        """
         check_pixel_values(pixel_values, self.config)
-        hidden = self.stem(pixel_values)
-        all_hidden = [hidden] if output_hidden_states else None
+        output_format = _memory_format(pixel_values)
+        hidden = self.stem(pixel_values.contiguous(memory_format=torch.channels_last))
+        maps = [hidden] if output_hidden_states else []
         for stage in self.stages:
             hidden = stage(hidden)
             if output_hidden_states:
-                all_hidden.append(hidden)
-        return hidden, (tuple(all_hidden) if output_hidden_states else None)
+                maps.append(hidden)
+        maps = [state.contiguous(memory_format=output_format) for state in (maps or [hidden])]
+        return maps[-1], (tuple(maps) if output_hidden_states else None)
 
     def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
         """The image embedding: the final norm and global average pooling, in the order the config says."""

@@ -1,0 +1,297 @@
+"""Lean kernels for the PoolFormer block: the modules' math with fewer memory passes and fewer stored tensors.
+
+A PoolFormer block (GroupNorm with one group, pooling mixer) is
+
+    Y = r1·X + d·ls1·(pool(N1(X)) − N1(X)),    Z = r2·Y + d·ls2·fc2(σ(fc1(N2(Y)))),
+
+with N(x) = γ·x̂ + β, x̂ = (x − μ)·ρ per sample, r the ResScale, ls the LayerScale and d the stochastic-depth factor of
+each sample (all optional). Norms, pooling and the activation are memory-bound, the two 1×1 convs (GEMMs) do the work;
+these kernels spend as few memory passes as possible on the former:
+
+* Token branch. Averaging a constant gives it back (count_include_pad=False), so β cancels and
+  pool(x̂) − x̂ = ρ·(pool(x) − x): Y = r1·X + s·(pool(X) − X) with one scale s[n, c] = ls1[c]·γ1[c]·ρ[n]·d[n].
+  One statistics pass, one pooling, one lerp; the normalized map is never written.
+* MLP branch. The 1×1 convs are GEMMs on the channels-last rows; the hidden activation (4× wider than the block) is
+  made, activated and consumed in row chunks that stay in cache, never as one big tensor.
+* Training. Each branch is an autograd Function that saves its input (and the MLP's pre-activation, whose recompute
+  would be a GEMM) and recomputes norms, pooling and GELU in backward: about 6 block-widths stored per block
+  where plain autograd keeps about 13.
+
+Tensors are NCHW-shaped and channels-last in memory, as the model runs them; outputs are channels-last.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+# The MLP's hidden activation (rows × 4C) is made and consumed in chunks of about this many bytes: small enough to
+# stay in the last-level cache between the two GEMMs and to be recycled by malloc without fresh page faults, large
+# enough that each chunk's GEMMs and threads stay busy (every op is a fork/join of the intra-op threads).
+CHUNK_BYTES = 16 << 20
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    """The (N·H·W, C) matrix of an NCHW map: a view when the map is channels-last, a copy otherwise."""
+    return x.permute(0, 2, 3, 1).reshape(-1, x.shape[1])
+
+
+def _empty_channels_last(n: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.empty((n, h, w, c), dtype=like.dtype, device=like.device).permute(0, 3, 1, 2)
+
+
+def _chunk_rows(rows: int, width: int, element_size: int) -> int:
+    if torch.compiler.is_compiling():  # the compiler fuses across the whole tensor; a Python loop would only unroll
+        return rows
+    return max(1, min(rows, CHUNK_BYTES // (width * element_size)))
+
+
+def _group_norm(x: torch.Tensor, weight, bias, eps: float):
+    """GroupNorm with one group: (normalized map, per-sample mean, per-sample 1/std), channels-last in and out.
+    (The functional op: its out= variant computes into a temporary and copies.)"""
+    n, c, h, w = x.shape
+    return torch.ops.aten.native_group_norm(x, weight, bias, n, c, h * w, 1, eps)
+
+
+def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _product(*factors: torch.Tensor | None) -> torch.Tensor | None:
+    result = None
+    for factor in factors:
+        if factor is not None:
+            result = factor if result is None else result * factor
+    return result
+
+
+# ---------------------------------------------------------------------------------------------------- token branch
+def _token_scale(rstd, gamma, layer_scale, sample_scale, channels):
+    """s[n, c] = ls[c]·γ[c]·ρ[n]·d[n] as (N, C, 1, 1), and its per-channel and per-sample factors."""
+    per_channel = _product(gamma, layer_scale)
+    per_sample = _product(rstd.view(-1), sample_scale)
+    ones = per_sample.new_ones(channels) if per_channel is None else per_channel
+    scale = (per_sample[:, None] * ones[None, :]).to(rstd.dtype)
+    return scale[:, :, None, None], per_channel, per_sample
+
+
+def _pooling_forward(x, gamma, layer_scale, res_scale, sample_scale, pool_size, eps):
+    n, c, h, w = x.shape
+    _, mean, rstd = _group_norm(x, None, None, eps)  # only the statistics: the normalized map is never needed
+    scale = _token_scale(rstd, gamma, layer_scale, sample_scale, c)[0]
+    out = F.avg_pool2d(x, pool_size, 1, pool_size // 2, count_include_pad=False)
+    if res_scale is None:
+        torch.lerp(x, out, scale, out=out)  # x + s·(pool(x) − x)
+    else:
+        out.mul_(scale).addcmul_(x, res_scale.view(1, c, 1, 1) - scale)  # r·x + s·(pool(x) − x)
+    return out, mean, rstd
+
+
+class _PoolingMixing(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, gamma, beta, layer_scale, res_scale, sample_scale, pool_size, eps):
+        out, mean, rstd = _pooling_forward(x, gamma, layer_scale, res_scale, sample_scale, pool_size, eps)
+        ctx.save_for_backward(x, gamma, beta, layer_scale, res_scale, sample_scale, mean, rstd)
+        ctx.pool_size = pool_size
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, gamma, beta, layer_scale, res_scale, sample_scale, mean, rstd = ctx.saved_tensors
+        n, c, h, w = x.shape
+        k = ctx.pool_size
+        scale, per_channel, per_sample = _token_scale(rstd, gamma, layer_scale, sample_scale, c)
+        # G[n, c] = Σ_hw grad·(pool(x) − x): the gradient of the scale s[n, c].
+        work = F.avg_pool2d(x, k, 1, k // 2, count_include_pad=False).sub_(x).mul_(grad)
+        acc = _accumulation_dtype(x.dtype)
+        grad_scale = work.sum((2, 3), dtype=acc)
+        # Through pool(x) − x with s fixed, and the residual path ...
+        torch.mul(grad, scale, out=work)
+        grad_x = torch.ops.aten.avg_pool2d_backward(work, x, [k, k], [1, 1], [k // 2, k // 2], False, False, None)
+        grad_x.sub_(work)
+        del work
+        if res_scale is None:
+            grad_x.add_(grad)
+        else:
+            grad_x.addcmul_(grad, res_scale.view(1, c, 1, 1))
+        # ... and through ρ(x): dρ/dx = −ρ³·(x − μ)/(C·H·W).
+        channel_factor = per_channel.to(acc) if per_channel is not None else 1.0
+        sample_factor = sample_scale.to(acc) if sample_scale is not None else 1.0
+        grad_rho = (grad_scale * channel_factor).sum(1) * sample_factor
+        kappa = (grad_rho * rstd.view(-1).to(acc).pow(3) / (c * h * w)).to(x.dtype)
+        grad_x.addcmul_(x, -kappa.view(n, 1, 1, 1)).add_((kappa * mean.view(-1)).view(n, 1, 1, 1))
+
+        grad_per_channel = (grad_scale * per_sample.to(acc)[:, None]).sum(0)  # dL/d(ls·γ)
+        grad_gamma = _grad_of_factor(ctx, 1, grad_per_channel, layer_scale, gamma)
+        grad_beta = torch.zeros_like(beta) if ctx.needs_input_grad[2] else None  # β cancels exactly (see above)
+        grad_layer_scale = _grad_of_factor(ctx, 3, grad_per_channel, gamma, layer_scale)
+        grad_res_scale = (grad * x).sum((0, 2, 3)) if ctx.needs_input_grad[4] else None
+        return grad_x, grad_gamma, grad_beta, grad_layer_scale, grad_res_scale, None, None, None
+
+
+def _grad_of_factor(ctx, index, grad_product, other, factor):
+    """dL/dfactor for a per-channel product factor·other, given dL/d(product)."""
+    if not ctx.needs_input_grad[index]:
+        return None
+    grad = grad_product if other is None else grad_product * other.to(grad_product.dtype)
+    return grad.to(factor.dtype)
+
+
+def pooling_mixing(x, norm, pool_size: int, layer_scale=None, res_scale=None, sample_scale=None) -> torch.Tensor:
+    """r·x + d·ls·(pool(norm(x)) − norm(x)) for a one-group GroupNorm `norm`, in one statistics pass, one pooling
+    and one lerp. `layer_scale` / `res_scale` are per-channel tensors or None, `sample_scale` the (N,) stochastic-depth
+    factors or None. Saves only x (and two numbers per sample) for backward."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    args = (x, norm.weight, norm.bias, layer_scale, res_scale, sample_scale, pool_size, norm.eps)
+    if torch.is_grad_enabled():
+        return _PoolingMixing.apply(*args)
+    return _pooling_forward(*args[:2], *args[3:])[0]
+
+
+# ---------------------------------------------------------------------------------------------------- MLP branch
+def _fc1_rows(n, c, h, w, like, with_bias):
+    """An (N·H·W, C [+ 1]) buffer for the normalized rows, and a channels-last NCHW view of its first C columns. With
+    a bias, the last column holds ones and fc1's weight gets the bias as an extra row: fc1 is one GEMM, with no
+    broadcast copy of the bias into its 4×-wide output."""
+    rows = like.new_empty((n * h * w, c + int(with_bias)))
+    if with_bias:
+        rows[:, c].fill_(1)
+    return rows, rows[:, :c].view(n, h, w, c).permute(0, 3, 1, 2)
+
+
+def _fc1_weight(w1, b1, c):
+    weight = w1.view(-1, c).t()
+    return weight if b1 is None else torch.cat([weight, b1[None, :]])
+
+
+def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps, keep_hidden):
+    n, c, h, w = y.shape
+    hidden_width = w1.shape[0]
+    rows = n * h * w
+    normed, mean, rstd = _group_norm(y, gamma, beta, eps)
+    if b1 is None:
+        normed_rows = _rows(normed)
+    else:
+        normed_rows, view = _fc1_rows(n, c, h, w, y, with_bias=True)
+        view.copy_(normed)
+    del normed
+    fc1, fc2 = _fc1_weight(w1, b1, c), w2.view(c, hidden_width).t()
+    if layer_scale is not None:  # ls·(a·W2ᵀ + b2) = a·(ls·W2)ᵀ + ls·b2
+        fc2 = fc2 * layer_scale
+        b2 = b2 * layer_scale if b2 is not None else None
+    y_rows = _rows(y)
+    out = _empty_channels_last(n, c, h, w, y)
+    out_rows = _rows(out)
+    step = _chunk_rows(rows, hidden_width, y.element_size())
+    # Saved pre-activations are kept as separate chunks: each is small enough for malloc to recycle (no fresh pages).
+    hidden, buffer = [], y.new_empty((step, hidden_width))
+    row_scale = None if sample_scale is None else sample_scale.repeat_interleave(h * w)[:, None]
+    for start in range(0, rows, step):
+        stop = min(rows, start + step)
+        pre = torch.mm(normed_rows[start:stop], fc1, out=y.new_empty((stop - start, hidden_width)) if keep_hidden
+                       else buffer[: stop - start])
+        if keep_hidden:
+            hidden.append(pre)
+            act = torch._C._nn.gelu(pre, out=buffer[: stop - start])
+        else:
+            act = torch._C._nn.gelu_(pre)
+        out_chunk, y_chunk = out_rows[start:stop], y_rows[start:stop]
+        if row_scale is None:  # the residual (and bias) start the GEMM's accumulator: out = r·y + b2 + a·W2ᵀ
+            start_value = _residual_start(y_chunk, res_scale, b2, out=out_chunk)
+            torch.addmm(start_value, act, fc2, out=out_chunk)
+        else:  # stochastic depth scales each sample's branch: out = r·y + d·(a·W2ᵀ + b2)
+            _addmm(b2, act, fc2, out=out_chunk).mul_(row_scale[start:stop])
+            out_chunk.add_(y_chunk) if res_scale is None else out_chunk.addcmul_(y_chunk, res_scale)
+    return out, mean, rstd, hidden
+
+
+def _residual_start(y, res_scale, bias, out):
+    if res_scale is not None:
+        return torch.addcmul(bias, y, res_scale, out=out) if bias is not None else torch.mul(y, res_scale, out=out)
+    return torch.add(y, bias, out=out) if bias is not None else out.copy_(y)
+
+
+def _addmm(bias, matrix, weight_t, out):
+    if bias is None:
+        return torch.mm(matrix, weight_t, out=out)
+    return torch.addmm(bias, matrix, weight_t, out=out)
+
+
+class _MlpMixing(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps):
+        out, mean, rstd, hidden = _mlp_forward(
+            y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps, keep_hidden=True
+        )
+        ctx.save_for_backward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, mean, rstd, *hidden)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, mean, rstd, *hidden = ctx.saved_tensors
+        n, c, h, w = y.shape
+        hidden_width = w1.shape[0]
+        fc1, fc2 = w1.view(hidden_width, c), w2.view(c, hidden_width)
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        grad_rows = _rows(grad)
+        # Recompute N2(y) from the saved statistics: γ·(y − μ)·ρ + β = y·a + b per (sample, channel).
+        a = rstd.view(n, 1) * (gamma.view(1, c) if gamma is not None else y.new_ones(1, c))
+        b = -mean.view(n, 1) * a + (beta.view(1, c) if beta is not None else 0)
+        normed = torch.addcmul(b[:, :, None, None], y, a[:, :, None, None])
+        normed_rows = _rows(normed)
+
+        # dL/d(branch) = grad·ls·d; the GEMM back through fc2 takes ls folded into its weight.
+        fc2_scaled = fc2 if layer_scale is None else fc2 * layer_scale[:, None]
+        row_scale = None if sample_scale is None else sample_scale.repeat_interleave(h * w)[:, None]
+        step = hidden[0].shape[0]
+        buffer = y.new_empty((step, hidden_width))  # σ(pre) of a chunk, then its gradient
+        grad_fc2_unscaled = y.new_zeros((c, hidden_width))  # Σ (grad·d)ᵀ·σ(pre)
+        grad_fc1 = y.new_zeros((hidden_width, c))
+        grad_b1 = y.new_zeros(hidden_width) if b1 is not None else None
+        grad_sum = y.new_zeros(c)  # Σ grad·d
+        grad_normed = _empty_channels_last(n, c, h, w, y)
+        grad_normed_rows = _rows(grad_normed)
+        for index, pre in enumerate(hidden):
+            start = index * step
+            stop = start + pre.shape[0]
+            act = torch._C._nn.gelu(pre, out=buffer[: stop - start])
+            g = grad_rows[start:stop] if row_scale is None else grad_rows[start:stop] * row_scale[start:stop]
+            grad_fc2_unscaled.addmm_(g.t(), act)
+            grad_sum += g.sum(0)
+            grad_act = torch.mm(g, fc2_scaled, out=buffer[: stop - start])
+            grad_pre = torch.ops.aten.gelu_backward.grad_input(grad_act, pre, grad_input=grad_act)
+            grad_fc1.addmm_(grad_pre.t(), normed_rows[start:stop])
+            if grad_b1 is not None:
+                grad_b1 += grad_pre.sum(0)
+            torch.mm(grad_pre, fc1, out=grad_normed_rows[start:stop])
+        del buffer, normed_rows, normed
+
+        grad_y, grad_gamma, grad_beta = torch.ops.aten.native_group_norm_backward(
+            grad_normed, y, mean, rstd, gamma, n, c, h * w, 1, [True, gamma is not None, beta is not None]
+        )
+        if res_scale is None:
+            grad_y.add_(grad)
+        else:
+            grad_y.addcmul_(grad, res_scale.view(1, c, 1, 1))
+        grad_w1 = grad_fc1.view_as(w1)
+        ls = layer_scale[:, None] if layer_scale is not None else 1.0
+        grad_w2 = (grad_fc2_unscaled * ls).view_as(w2) if ctx.needs_input_grad[5] else None
+        grad_b2 = grad_sum * (layer_scale if layer_scale is not None else 1.0) if ctx.needs_input_grad[6] else None
+        grad_layer_scale = None
+        if ctx.needs_input_grad[7]:  # Σ grad·d·branch, with branch = σ(pre)·fc2ᵀ + b2 never stored
+            grad_layer_scale = (fc2 * grad_fc2_unscaled).sum(1) + (b2 * grad_sum if b2 is not None else 0)
+        grad_res_scale = (grad * y).sum((0, 2, 3)) if ctx.needs_input_grad[8] else None
+        return (grad_y, grad_gamma, grad_beta, grad_w1, grad_b1, grad_w2, grad_b2,
+                grad_layer_scale, grad_res_scale, None, None)
+
+
+def mlp_mixing(y, norm, mlp, layer_scale=None, res_scale=None, sample_scale=None) -> torch.Tensor:
+    """r·y + d·ls·fc2(GELU(fc1(norm(y)))) for a one-group GroupNorm `norm` and an `Mlp` of 1×1 convs with GELU.
+
+    The hidden activation is made and consumed in cache-sized row chunks; in training only the pre-activation is
+    stored (besides y), and the norm and GELU are recomputed in backward."""
+    y = y.contiguous(memory_format=torch.channels_last)
+    args = (y, norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias,
+            layer_scale, res_scale, sample_scale, norm.eps)
+    if torch.is_grad_enabled():
+        return _MlpMixing.apply(*args)
+    return _mlp_forward(*args, keep_hidden=False)[0]

@@ -1,0 +1,82 @@
+#!/usr/bin/env python
+"""Benchmark poolformer_hf against transformers' PoolFormer and timm's poolformer (same weights, one process).
+
+    python scripts/benchmark.py                      # everything, CPU (CUDA when present)
+    python scripts/benchmark.py --quick              # a few minutes: fewer repeats, batch 32 fp32 only, no scaling
+    python scripts/benchmark.py --sections inference training --repeats 7 --out bench/
+
+Writes benchmark.json (every sample), benchmark.md (the README tables) and benchmark.png (needs matplotlib) to --out.
+The method (interleaved medians, peak memory in fresh processes, roofline) is described in poolformer_hf/benchmarking.py.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from poolformer_hf import benchmarking as bench  # noqa: E402
+
+SECTIONS = ("inference", "training", "memory", "roofline", "scaling")
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--quick", action="store_true", help="fewer repeats and cases, no resolution scaling")
+    parser.add_argument("--repeats", type=int, help="interleaved samples per case (default 5, quick 3)")
+    parser.add_argument("--batch-sizes", type=int, nargs="+", help="inference batch sizes (default 1 32)")
+    parser.add_argument("--train-batch-sizes", type=int, nargs="+", help="training batch sizes (default 16 32)")
+    parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), help="inference dtypes (default both)")
+    parser.add_argument("--modes", nargs="+", choices=["eager", "channels_last", "compile"],
+                        help="peer modes (ours: default, fused, fused+compile alongside)")
+    parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 384, 512, 768, 1024])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--out", default="benchmark_results")
+    args = parser.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    quick = args.quick
+    repeats = args.repeats or (3 if quick else 5)
+    device = torch.device(args.device)
+    sections = [s for s in args.sections if not (quick and s == "scaling" and "scaling" not in sys.argv)]
+    environment = bench.environment()
+    print("environment:", environment)
+
+    models = bench.build_models()
+    pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    print("agreement (max |Δ| vs poolformer_hf):", bench.check_agreement(models, pixels))
+    models = {name: model.to(device) for name, model in models.items()}
+
+    results = []
+    if "roofline" in sections:
+        results.append(bench.run_roofline(models["poolformer_hf"].config, batch=32, repeats=repeats, device=device))
+    if "inference" in sections:
+        results += bench.run_inference(
+            models,
+            batches=tuple(args.batch_sizes or ((32,) if quick else (1, 32))),
+            dtypes=tuple(DTYPES[d] for d in (args.dtypes or (["float32"] if quick else list(DTYPES)))),
+            modes=tuple(args.modes or ("eager", "channels_last", "compile")),
+            repeats=repeats, device=device,
+        )
+    train_batches = tuple(args.train_batch_sizes or ((16,) if quick else (16, 32)))
+    if "training" in sections:
+        results += bench.run_training(models, batches=train_batches, repeats=repeats, device=device)
+    if "memory" in sections:
+        results += bench.run_memory(batches=train_batches, device=device)
+    if "scaling" in sections:
+        results += bench.run_scaling(resolutions=tuple(args.resolutions), repeats=max(2, repeats // 2), device=device)
+
+    environment["load_average_after"] = bench.environment().get("load_average")
+    paths = bench.write_reports(results, environment, args.out)
+    print(bench.markdown_table(results))
+    print("wrote", ", ".join(paths.values()))
+
+
+if __name__ == "__main__":
+    main()
