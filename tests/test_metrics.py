@@ -66,7 +66,8 @@ def test_macro_f1_counts_a_never_predicted_class_as_zero(macro_f1):
 def test_compute_metrics_fn_for_trainer():
     logits, references = random_logits(4, num_classes=10)
     metrics = compute_metrics_fn()(EvalPrediction(predictions=logits, label_ids=references))
-    assert set(metrics) == {"top1_accuracy", "top5_accuracy", "macro_f1"}
+    assert set(metrics) == {"accuracy", "top5_accuracy", "macro_f1"}
+    assert metrics["accuracy"] == pytest.approx(accuracy_score(references, logits.argmax(axis=1)))
     assert metrics["top5_accuracy"] == pytest.approx(top_k_accuracy_score(references, logits, k=5))
     assert metrics["macro_f1"] == pytest.approx(f1_score(references, logits.argmax(axis=1), average="macro"))
 
@@ -74,7 +75,7 @@ def test_compute_metrics_fn_for_trainer():
 def test_compute_metrics_fn_leaves_out_k_not_below_num_classes():
     logits, references = random_logits(5, num_classes=3)
     metrics = compute_metrics_fn()(EvalPrediction(predictions=logits, label_ids=references))
-    assert set(metrics) == {"top1_accuracy", "macro_f1"}
+    assert set(metrics) == {"accuracy", "macro_f1"}
 
 
 def test_unknown_metric_name_is_rejected():

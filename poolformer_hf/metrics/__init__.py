@@ -27,10 +27,11 @@ def load_metric(name: str):
     return evaluate.load(metric_path(name), keep_in_memory=True)
 
 
-def compute_metrics_fn(top_k=(1, 5)):
+def compute_metrics_fn(top_k=(5,)):
     """A `compute_metrics` for `transformers.Trainer`: top-k accuracies and macro F1 from logits.
 
-    A k at or above the number of classes is left out (every example would count as correct).
+    Keys: "accuracy" (top-1, the name `evaluate`'s accuracy metric uses), "top{k}_accuracy" for each k in `top_k`,
+    "macro_f1". A k at or above the number of classes is left out (every example would count as correct).
     """
     top_k_accuracy = load_metric("top_k_accuracy")
     macro_f1 = load_metric("macro_f1")
@@ -40,8 +41,9 @@ def compute_metrics_fn(top_k=(1, 5)):
         logits = logits[0] if isinstance(logits, tuple) else logits
         logits = np.asarray(logits, dtype=np.float32)
         references = np.asarray(eval_prediction.label_ids, dtype=np.int64)
-        ks = [k for k in top_k if k == 1 or k < logits.shape[1]]
+        ks = [1] + [k for k in top_k if 1 < k < logits.shape[1]]
         results = top_k_accuracy.compute(predictions=logits, references=references, k=ks)
+        results["accuracy"] = results.pop("top1_accuracy")
         results.update(macro_f1.compute(predictions=logits.argmax(axis=1), references=references))
         return results
 

@@ -1,0 +1,152 @@
+"""The fine-tuning run behind scripts/train.py: check the data, build model and processor, train with Trainer,
+evaluate with the shipped metrics, save a Hub-ready folder, reload it and classify held-out images."""
+
+import logging
+import sys
+
+import transformers
+from transformers import set_seed
+
+from ..metrics import compute_metrics_fn
+from .arguments import parse_arguments
+from .data import build_data
+from .demo import classify_split, format_predictions
+from .mixup import BatchMixer
+from .model import build_image_processor, build_model
+from .model_card import write_training_card
+from .trainer import ImageClassificationDataset, ImageClassificationTrainer, collate_images
+from .transforms import eval_transform, processor_image_size, train_transform
+
+
+logger = logging.getLogger(__name__)
+
+
+def _setup_logging(training_args) -> None:
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%m/%d/%Y %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    logging.getLogger("poolformer_hf").setLevel(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+
+
+def _label_smoothing(data_args, training_args) -> float:
+    """--label_smoothing, or TrainingArguments' --label_smoothing_factor when only that one is set."""
+    ours, theirs = data_args.label_smoothing, training_args.label_smoothing_factor
+    if ours and theirs and ours != theirs:
+        raise ValueError(f"--label_smoothing {ours} and --label_smoothing_factor {theirs} disagree; give one")
+    return ours or theirs
+
+
+def _resume_target(value: str | None):
+    """--resume_from_checkpoint PATH, or true/last for the newest checkpoint in --output_dir."""
+    if value is None:
+        return None
+    return True if value.lower() in ("true", "last") else value
+
+
+def run(model_args, data_args, training_args, callbacks=None) -> dict:
+    """Train and/or evaluate as the arguments say; returns the final metrics (train_*, eval_*, demo_accuracy).
+
+    `callbacks` are extra transformers.TrainerCallback objects handed to the Trainer.
+    """
+    _setup_logging(training_args)
+    set_seed(training_args.seed)
+    data = build_data(data_args, seed=training_args.seed, cache_dir=model_args.cache_dir)  # every data check runs here, before any training
+
+    model = build_model(model_args, data.label_names)
+    image_size = data_args.image_size
+    if image_size is None and model_args.model_name_or_path is None:
+        image_size = data.image_size
+    image_processor = build_image_processor(model_args, model, image_size)
+    logger.info("model: %s, %d parameters; images at %d px", type(model).__name__, model.num_parameters(), processor_image_size(image_processor))
+
+    batch_mixer = BatchMixer(data_args.mixup, data_args.cutmix) if data_args.mixup or data_args.cutmix else None
+    trainer = ImageClassificationTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=ImageClassificationDataset(
+            data.train,
+            train_transform(
+                image_processor,
+                random_resized_crop=data_args.random_resized_crop,
+                min_crop_scale=data_args.min_crop_scale,
+                horizontal_flip=data_args.horizontal_flip,
+                rand_augment=data_args.rand_augment,
+                random_erasing=data_args.random_erasing,
+            ),
+        ),
+        eval_dataset=ImageClassificationDataset(data.validation, eval_transform(image_processor)),
+        data_collator=collate_images,
+        processing_class=image_processor,
+        compute_metrics=compute_metrics_fn(),
+        label_smoothing=_label_smoothing(data_args, training_args),
+        batch_mixer=batch_mixer,
+        callbacks=callbacks,
+    )
+
+    metrics = {}
+    if training_args.do_train:
+        train_result = trainer.train(resume_from_checkpoint=_resume_target(training_args.resume_from_checkpoint))
+        trainer.save_model()
+        trainer.log_metrics("train", train_result.metrics)
+        trainer.save_metrics("train", train_result.metrics)
+        trainer.save_state()
+        metrics.update(train_result.metrics)
+    if training_args.do_eval:
+        eval_metrics = trainer.evaluate()
+        trainer.log_metrics("eval", eval_metrics)
+        trainer.save_metrics("eval", eval_metrics)
+        metrics.update(eval_metrics)
+
+    if training_args.do_train and trainer.is_world_process_zero():
+        write_training_card(
+            training_args.output_dir,
+            model_name=training_args.output_dir.rstrip("/").split("/")[-1],
+            dataset_name=data.description,
+            eval_metrics=metrics,
+            base_model=model_args.model_name_or_path,
+            training_summary=_training_summary(model_args, data_args, training_args, image_processor),
+        )
+        metrics.update(_demo(training_args.output_dir, data, data_args.num_demo_images))
+    return metrics
+
+
+def _training_summary(model_args, data_args, training_args, image_processor) -> str:
+    recipe = {
+        "start": model_args.model_name_or_path or f"preset {model_args.preset or 'poolformer_s12 (shrunk)'} from scratch",
+        "image size": processor_image_size(image_processor),
+        "epochs": training_args.num_train_epochs,
+        "batch size per device": training_args.per_device_train_batch_size,
+        "learning rate": training_args.learning_rate,
+        "optimizer": f"{training_args.optim}, weight decay {training_args.weight_decay}",
+        "schedule": f"{training_args.lr_scheduler_type}, warm-up {training_args.warmup_steps}",
+        "random resized crop": data_args.random_resized_crop,
+        "horizontal flip": data_args.horizontal_flip,
+        "RandAugment": data_args.rand_augment,
+        "mixup / cutmix": f"{data_args.mixup} / {data_args.cutmix}",
+        "label smoothing": data_args.label_smoothing,
+    }
+    return "\n".join(f"- {name}: {value}" for name, value in recipe.items())
+
+
+def _demo(output_dir: str, data, limit: int) -> dict:
+    """Reload the saved folder as a user would and classify held-out images (the test split, else validation)."""
+    from transformers import AutoImageProcessor
+
+    from .. import PoolFormerForImageClassification
+
+    model = PoolFormerForImageClassification.from_pretrained(output_dir)
+    image_processor = AutoImageProcessor.from_pretrained(output_dir)
+    split = data.test if data.test is not None else data.validation
+    rows = classify_split(model, image_processor, split, limit=limit)
+    print(f"\nReloaded {output_dir} with from_pretrained; held-out {split.name} images:")
+    print(format_predictions(rows))
+    return {"demo_accuracy": sum(r["predicted"] == r["truth"] for r in rows) / max(len(rows), 1)}
+
+
+def main(argv: list[str] | None = None) -> dict:
+    model_args, data_args, training_args = parse_arguments(argv)
+    return run(model_args, data_args, training_args)
