@@ -32,7 +32,7 @@ class PoolFormerImageProcessorPil(PoolFormerImageProcessingMixin, PilBackend):
             np.asarray(PIL.Image.fromarray(channel).resize((size.width, size.height), resample))
             for channel in image.astype(np.float32)
         ]
-        return np.stack(channels)
+        return np.clip(np.stack(channels), 0.0, 255.0)  # bicubic overshoots; Pillow clamps 8-bit images too
 
     def _preprocess(
         self,

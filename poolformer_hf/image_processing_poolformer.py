@@ -60,6 +60,8 @@ class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBacken
                     shape[1], shape[2], size, crop_pct, crop_size if do_center_crop else None
                 )
                 batch = self.resize(batch[..., rows, cols], SizeDict(height=height, width=width), resample)
+                if batch.is_floating_point():
+                    batch = batch.clamp(0.0, 255.0)  # bicubic overshoots; uint8 images are clamped the same way
             if do_center_crop:
                 batch = self.center_crop(batch, crop_size)
             batch = self.rescale_and_normalize(batch, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
