@@ -57,21 +57,23 @@ def build_model(model_args, label_names: list[str]):
 
 
 def build_image_processor(model_args, model, image_size: int | None):
-    """The checkpoint's processor (or a fresh one matching the model's crop_pct), set to `image_size` if given."""
-    from .. import PoolFormerImageProcessor
+    """The checkpoint's processor (or a fresh one matching the model's crop_pct), set to `image_size` if given.
+
+    Checkpoint processors load into our PoolFormerImageProcessor: transformers-native PoolFormer ones use the same
+    fields (size, crop_size, crop_pct, mean, std, resample).
+    """
+    from ..image_processing_poolformer import PoolFormerImageProcessor
 
     source = model_args.image_processor_name or model_args.model_name_or_path
+    processor = None
     if source is not None:
-        from transformers import AutoImageProcessor
-
         try:
-            processor = AutoImageProcessor.from_pretrained(
+            processor = PoolFormerImageProcessor.from_pretrained(
                 source, cache_dir=model_args.cache_dir, revision=model_args.model_revision
             )
         except OSError:
             logger.warning("no image processor found at %s; using a default one", source)
-            processor = PoolFormerImageProcessor(crop_pct=getattr(model.config, "crop_pct", 0.9))
-    else:
+    if processor is None:
         processor = PoolFormerImageProcessor(crop_pct=getattr(model.config, "crop_pct", 0.9))
     if image_size is not None and image_size != processor_image_size(processor):
         processor = processor_at_size(processor, image_size)

@@ -77,6 +77,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
                 rand_augment=data_args.rand_augment,
                 random_erasing=data_args.random_erasing,
             ),
+            seed=training_args.seed,
         ),
         eval_dataset=ImageClassificationDataset(data.validation, eval_transform(image_processor)),
         data_collator=collate_images,
@@ -134,12 +135,11 @@ def _training_summary(model_args, data_args, training_args, image_processor) -> 
 
 def _demo(output_dir: str, data, limit: int) -> dict:
     """Reload the saved folder as a user would and classify held-out images (the test split, else validation)."""
-    from transformers import AutoImageProcessor
-
     from .. import PoolFormerForImageClassification
+    from ..image_processing_poolformer import PoolFormerImageProcessor
 
     model = PoolFormerForImageClassification.from_pretrained(output_dir)
-    image_processor = AutoImageProcessor.from_pretrained(output_dir)
+    image_processor = PoolFormerImageProcessor.from_pretrained(output_dir)
     split = data.test if data.test is not None else data.validation
     rows = classify_split(model, image_processor, split, limit=limit)
     print(f"\nReloaded {output_dir} with from_pretrained; held-out {split.name} images:")

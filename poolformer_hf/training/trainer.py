@@ -3,25 +3,53 @@ mixup/cutmix)."""
 
 from collections.abc import Callable
 
+import numpy as np
 import torch
-from transformers import Trainer
+from transformers import Trainer, TrainerCallback
 
 from .mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
 from .splits import ImageSplit, open_image
 
 
 class ImageClassificationDataset(torch.utils.data.Dataset):
-    """Items {"pixel_values": transform(image), "labels": class id}; images are decoded when an item is read."""
+    """Items {"pixel_values": transform(image), "labels": class id}; images are decoded when an item is read.
 
-    def __init__(self, split: ImageSplit, transform: Callable):
-        self.split, self.transform = split, transform
+    With a `seed`, the random transform of item i in epoch e draws from its own generator seeded by (seed, e, i),
+    not from torch's global one. So an item is augmented the same whichever process or worker reads it, and
+    the global generator (which Trainer checkpoints) is left to the model (stochastic depth) and to mixup: a run
+    resumed from a checkpoint then draws exactly what the uninterrupted run drew.
+    """
+
+    def __init__(self, split: ImageSplit, transform: Callable, seed: int | None = None):
+        self.split, self.transform, self.seed = split, transform, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
 
     def __len__(self) -> int:
         return len(self.split)
 
     def __getitem__(self, index: int) -> dict:
         image = open_image(self.split.images[index])
-        return {"pixel_values": self.transform(image), "labels": self.split.labels[index]}
+        if self.seed is None:
+            pixel_values = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]))
+                pixel_values = self.transform(image)
+        return {"pixel_values": pixel_values, "labels": self.split.labels[index]}
+
+
+class _DatasetEpoch(TrainerCallback):
+    """Tell the training dataset the epoch before its data loader is iterated (resumed runs included)."""
+
+    def __init__(self, dataset: ImageClassificationDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch counts finished epochs, fractional after resuming mid-epoch.
+        self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
 
 
 def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
@@ -43,6 +71,8 @@ class ImageClassificationTrainer(Trainer):
 
     def __init__(self, *args, label_smoothing: float = 0.0, batch_mixer: BatchMixer | None = None, **kwargs):
         super().__init__(*args, **kwargs)
+        if isinstance(self.train_dataset, ImageClassificationDataset):
+            self.add_callback(_DatasetEpoch(self.train_dataset))
         self.label_smoothing = label_smoothing
         self.batch_mixer = batch_mixer
 
