@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from isolated_python import run_isolated
 from training_helpers import parse, write_image_folder
 from transformers import TrainerCallback
 
@@ -106,6 +107,23 @@ def augmented_single_process_run(tmp_path_factory):
     output_dir = tmp_path_factory.mktemp("augmented")
     run_in_process(tiny_argv(output_dir, *AUGMENTED))
     return output_dir
+
+
+def test_output_folder_loads_with_trust_remote_code_alone(single_process_run, tmp_path):
+    output_dir, metrics = single_process_run
+    code = f"""
+from transformers import AutoImageProcessor, AutoModelForImageClassification
+from sklearn.datasets import load_digits
+from PIL import Image
+import numpy as np
+model = AutoModelForImageClassification.from_pretrained({str(output_dir)!r}, trust_remote_code=True)
+processor = AutoImageProcessor.from_pretrained({str(output_dir)!r}, trust_remote_code=True)
+image = Image.fromarray(np.uint8(load_digits().images[0] * 15)).convert("RGB")
+logits = model(**processor(image, return_tensors="pt")).logits
+print(type(model).__module__, logits.shape[-1], model.config.id2label[int(logits.argmax())])
+"""
+    module, num_labels, label = run_isolated(code, tmp_path).split()
+    assert "poolformer_hf" not in module and num_labels == "10" and label in {str(d) for d in range(10)}
 
 
 def test_torchrun_two_processes_match_one_process(augmented_single_process_run, tmp_path):

@@ -195,7 +195,9 @@ def build_data(data_args, seed: int = 0, cache_dir: str | None = None) -> ImageC
             label_column=data_args.label_column_name,
             cache_dir=cache_dir,
         )
-        data = ImageClassificationData(train, validation, label_names, description=data_args.dataset_name)
+        data = ImageClassificationData(
+            train, validation, label_names, description=data_args.dataset_name, dataset_id=data_args.dataset_name
+        )
     elif data_args.train_dir is not None:
         train, validation, label_names = load_image_folders(data_args.train_dir, data_args.validation_dir)
         data = ImageClassificationData(train, validation, label_names, description=f"image folder {data_args.train_dir}")

@@ -49,6 +49,7 @@ def load_digits_data(
         label_names=[str(digit) for digit in range(10)],
         description="scikit-learn handwritten digits (load_digits), upscaled to RGB",
         image_size=image_size,
+        dataset_id="sklearn-digits",
     )
 
 

@@ -19,6 +19,7 @@ CARD_METRICS = {
 def training_card(
     model_name: str,
     dataset_name: str,
+    dataset_id: str,
     eval_metrics: dict[str, float],
     base_model: str | None = None,
     training_summary: str = "",
@@ -27,7 +28,7 @@ def training_card(
         EvalResult(
             task_type="image-classification",
             task_name="Image Classification",
-            dataset_type=dataset_name,
+            dataset_type=dataset_id,
             dataset_name=dataset_name,
             dataset_split="validation",
             metric_type=metric_type,

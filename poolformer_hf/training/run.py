@@ -107,6 +107,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
             training_args.output_dir,
             model_name=training_args.output_dir.rstrip("/").split("/")[-1],
             dataset_name=data.description,
+            dataset_id=data.dataset_id,
             eval_metrics=metrics,
             base_model=model_args.model_name_or_path,
             training_summary=_training_summary(model_args, data_args, training_args, image_processor),

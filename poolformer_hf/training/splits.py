@@ -41,6 +41,7 @@ class ImageClassificationData:
     label_names: list[str]
     test: ImageSplit | None = None
     description: str = field(default="")
+    dataset_id: str = "imagefolder"  # how a model card names the dataset (a Hub id where there is one)
     image_size: int | None = None  # the resolution the data is made for (a model trained from scratch uses it)
 
     @property
