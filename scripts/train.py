@@ -12,6 +12,5 @@ See `python scripts/train.py --help` for every option (model, data, recipe, and 
 
 from poolformer_hf.training.run import main
 
-
 if __name__ == "__main__":
     main()

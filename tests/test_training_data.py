@@ -69,7 +69,9 @@ def _hub_dataset(train_labels, validation_labels=None, label_feature=None, label
 
     def split(labels):
         images = [rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8) for _ in labels]
-        features = datasets.Features({"image": datasets.Image(), label_column: label_feature or datasets.Value("string")})
+        features = datasets.Features(
+            {"image": datasets.Image(), label_column: label_feature or datasets.Value("string")}
+        )
         return datasets.Dataset.from_dict({"image": images, label_column: labels}, features=features)
 
     splits = {"train": split(train_labels)}
@@ -105,7 +107,9 @@ def test_missing_label_column_names_the_columns_found():
 def test_hub_validation_labels_missing_from_train_are_named(monkeypatch):
     feature = datasets.ClassLabel(names=["cat", "dog", "eel"])
     dataset = _hub_dataset([0, 0, 1, 1], [0, 2], label_feature=feature)
-    monkeypatch.setattr("poolformer_hf.training.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset))
+    monkeypatch.setattr(
+        "poolformer_hf.training.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset)
+    )
     with pytest.raises(ValueError, match=r"validation split has labels the training split lacks: \['eel'\]"):
         build_data(data_args("--dataset_name", "some/dataset"))
 
@@ -117,7 +121,9 @@ def test_corrupt_image_in_a_hub_dataset_is_named(monkeypatch):
     features = dataset["train"].features.copy()
     features["image"] = datasets.Image(decode=False)
     dataset["train"] = datasets.Dataset.from_dict(broken, features=features).cast_column("image", datasets.Image())
-    monkeypatch.setattr("poolformer_hf.training.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset))
+    monkeypatch.setattr(
+        "poolformer_hf.training.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset)
+    )
     with pytest.raises(ValueError, match=r"unreadable image shard-0/row2.png \(train example"):
         build_data(data_args("--dataset_name", "some/dataset", "--train_val_split", "0.5"))
 
@@ -151,3 +157,15 @@ def test_max_samples_truncate_deterministically(tmp_path):
 def test_image_split_rejects_mismatched_lengths():
     with pytest.raises(ValueError, match="3 images but 2 labels"):
         ImageSplit(images=["a", "b", "c"], labels=[0, 1])
+
+
+def test_dataset_name_loads_a_local_dataset_folder_through_datasets(tmp_path):
+    feature = datasets.ClassLabel(names=["cat", "dog"])
+    dataset = _hub_dataset([0, 1, 0, 1, 0, 1], [1, 0], label_feature=feature)
+    (tmp_path / "data").mkdir()
+    for split, part in dataset.items():
+        part.to_parquet(str(tmp_path / "data" / f"{split}.parquet"))
+    data = build_data(data_args("--dataset_name", str(tmp_path / "data")), cache_dir=str(tmp_path / "cache"))
+    assert data.label_names == ["cat", "dog"]
+    assert (data.train.labels, data.validation.labels) == ([0, 1, 0, 1, 0, 1], [1, 0])
+    assert data.dataset_id == str(tmp_path / "data")

@@ -8,7 +8,6 @@ from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
 from poolformer_hf.training.model import DEFAULT_SCRATCH_OVERRIDES, build_image_processor, build_model
 from poolformer_hf.training.transforms import processor_image_size
 
-
 LABELS = ["cat", "dog", "eel"]
 
 
@@ -64,7 +63,9 @@ def test_transformers_native_poolformer_checkpoint_fine_tunes(tmp_path):
         transformers.PoolFormerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=4)
     )
     native.save_pretrained(tmp_path / "native")
-    model = build_model(model_args("--model_name_or_path", str(tmp_path / "native"), "--ignore_mismatched_sizes"), LABELS)
+    model = build_model(
+        model_args("--model_name_or_path", str(tmp_path / "native"), "--ignore_mismatched_sizes"), LABELS
+    )
     assert isinstance(model, PoolFormerForImageClassification) and model.config.num_labels == 3
     pixels = torch.randn(1, 3, 32, 32)
     native_features = native.poolformer(pixels).last_hidden_state
@@ -80,6 +81,8 @@ def test_processor_comes_from_the_checkpoint_and_takes_the_image_size(tiny_check
 
 
 def test_scratch_processor_follows_the_model_crop_pct():
-    model = build_model(model_args("--preset", "poolformer_m36", "--depths", "1,1,1,1", "--hidden_sizes", "8,16,24,32"), LABELS)
+    model = build_model(
+        model_args("--preset", "poolformer_m36", "--depths", "1,1,1,1", "--hidden_sizes", "8,16,24,32"), LABELS
+    )
     processor = build_image_processor(model_args(), model, image_size=32)
     assert processor.crop_pct == model.config.crop_pct == 0.95 and processor_image_size(processor) == 32

@@ -12,7 +12,11 @@ def test_card_metadata_carries_the_eval_results(tmp_path):
     metadata = yaml.safe_load(text.split("---")[1])
     results = metadata["model-index"][0]["results"][0]
     assert results["dataset"]["type"] == "sklearn-digits"
-    assert {m["type"]: m["value"] for m in results["metrics"]} == {"accuracy": 0.95, "top_5_accuracy": 0.999, "f1": 0.949}
+    assert {m["type"]: m["value"] for m in results["metrics"]} == {
+        "accuracy": 0.95,
+        "top_5_accuracy": 0.999,
+        "f1": 0.949,
+    }
     assert metadata["base_model"] == "sail/poolformer_s12"
     assert "| Top-1 accuracy | 0.9500 |" in text and "- epochs: 1" in text
 

@@ -4,7 +4,6 @@ checkpointing switch on; bad data stops the run before anything is written."""
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import textwrap
@@ -12,20 +11,19 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from isolated_python import run_isolated
+from safetensors.torch import load_file
 from training_helpers import parse, write_image_folder
 from transformers import TrainerCallback
 
 from poolformer_hf.training.run import run
 
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 16
 
-# Tiny model, tiny images, a few steps, and by default nothing random but the (seeded) data order. Eval sizes divide evenly:
-# with a ragged last batch, accelerate pads it with repeated samples and Trainer's eval_loss (a per-batch mean)
-# then differs slightly between one process and two, though predictions and metrics do not.
+# Tiny model, tiny images, a few steps, and by default nothing random but the (seeded) data order. Eval sizes
+# divide evenly: with a ragged last batch, accelerate pads it with repeated samples and Trainer's eval_loss (a
+# per-batch mean) then differs slightly between one process and two, though predictions and metrics do not.
 TINY = [
     "--depths", "1,1,1,1",
     "--hidden_sizes", "8,16,24,32",
@@ -129,7 +127,9 @@ print(type(model).__module__, logits.shape[-1], model.config.id2label[int(logits
 def test_torchrun_two_processes_match_one_process(augmented_single_process_run, tmp_path):
     output_dir = augmented_single_process_run
     argv = tiny_argv(tmp_path / "torchrun", *AUGMENTED, per_device_batch=GLOBAL_BATCH // 2)
-    launch([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/train.py", *argv], tmp_path)
+    launch(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/train.py", *argv], tmp_path
+    )
     assert eval_metrics(tmp_path / "torchrun") == pytest.approx(eval_metrics(output_dir), abs=1e-4)
     assert_same_weights(output_dir, tmp_path / "torchrun", atol=1e-4)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 METRICS_DIR = Path(__file__).resolve().parent
 METRIC_NAMES = ("top_k_accuracy", "macro_f1")
 

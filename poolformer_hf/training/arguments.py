@@ -7,7 +7,6 @@ from dataclasses import dataclass, field
 
 from transformers import HfArgumentParser, TrainingArguments
 
-
 DEFAULT_OUTPUT_DIR = "outputs/poolformer-digits"
 
 # Defaults of this script for TrainingArguments fields (the command line still overrides each one). They make the
@@ -86,7 +85,9 @@ class DataTrainingArguments:
         default=None, metadata={"help": "Train and evaluate at this resolution (default: the image processor's)."}
     )
     random_resized_crop: bool = field(default=True, metadata={"help": "RandomResizedCrop in training."})
-    min_crop_scale: float = field(default=0.35, metadata={"help": "Smallest crop area of RandomResizedCrop (paper 0.08)."})
+    min_crop_scale: float = field(
+        default=0.35, metadata={"help": "Smallest crop area of RandomResizedCrop (paper 0.08)."}
+    )
     horizontal_flip: bool = field(default=False, metadata={"help": "Random horizontal flips (paper: on)."})
     rand_augment: bool = field(default=False, metadata={"help": "RandAugment (2 ops, magnitude 9) as in the paper."})
     random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (paper 0.25)."})

@@ -5,11 +5,11 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from .digits import load_digits_data
 from .splits import ImageClassificationData, ImageSplit, describe_source, open_image, stratified_split
-
 
 logger = logging.getLogger(__name__)
 
@@ -200,7 +200,9 @@ def build_data(data_args, seed: int = 0, cache_dir: str | None = None) -> ImageC
         )
     elif data_args.train_dir is not None:
         train, validation, label_names = load_image_folders(data_args.train_dir, data_args.validation_dir)
-        data = ImageClassificationData(train, validation, label_names, description=f"image folder {data_args.train_dir}")
+        data = ImageClassificationData(
+            train, validation, label_names, description=f"image folder {data_args.train_dir}"
+        )
     elif data_args.validation_dir is not None:
         raise ValueError("--validation_dir needs --train_dir")
     else:
@@ -227,6 +229,4 @@ def build_data(data_args, seed: int = 0, cache_dir: str | None = None) -> ImageC
 def _truncate(split: ImageSplit, max_samples: int | None, seed: int) -> ImageSplit:
     if max_samples is None or max_samples >= len(split):
         return split
-    import numpy as np
-
     return split.subset(sorted(np.random.default_rng(seed).permutation(len(split))[:max_samples]), split.name)

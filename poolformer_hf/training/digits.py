@@ -9,7 +9,6 @@ from PIL import Image
 
 from .splits import ImageClassificationData, ImageSplit, stratified_split
 
-
 DIGITS_IMAGE_SIZE = 32
 DIGITS_TEST_PER_CLASS = 1
 

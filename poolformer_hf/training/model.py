@@ -5,7 +5,6 @@ import logging
 
 from .transforms import processor_at_size, processor_image_size
 
-
 logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "poolformer_s12"
@@ -31,13 +30,19 @@ def build_model(model_args, label_names: list[str]):
     from .. import PoolFormerConfig, PoolFormerForImageClassification
 
     id2label = dict(enumerate(label_names))
-    label_kwargs = {"num_labels": len(label_names), "id2label": id2label, "label2id": {v: k for k, v in id2label.items()}}
+    label_kwargs = {
+        "num_labels": len(label_names),
+        "id2label": id2label,
+        "label2id": {v: k for k, v in id2label.items()},
+    }
     overrides = {"drop_path_rate": model_args.drop_path_rate} if model_args.drop_path_rate is not None else {}
     depths = _int_list(model_args.depths, "depths")
     hidden_sizes = _int_list(model_args.hidden_sizes, "hidden_sizes")
     if model_args.model_name_or_path is not None:
         if model_args.preset is not None or depths or hidden_sizes:
-            raise ValueError("--preset, --depths and --hidden_sizes build a new model; do not combine them with --model_name_or_path")
+            raise ValueError(
+                "--preset, --depths and --hidden_sizes build a new model; do not combine them with --model_name_or_path"
+            )
         return PoolFormerForImageClassification.from_pretrained(
             model_args.model_name_or_path,
             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
-
 # Trainer metric key -> (model-index metric type, display name)
 CARD_METRICS = {
     "eval_accuracy": ("accuracy", "Top-1 accuracy"),
@@ -47,11 +46,14 @@ def training_card(
         model_name=model_name,
         eval_results=results or None,
     )
-    rows = "\n".join(f"| {display} | {eval_metrics[key]:.4f} |" for key, (_, display) in CARD_METRICS.items() if key in eval_metrics)
+    rows = "\n".join(
+        f"| {display} | {eval_metrics[key]:.4f} |" for key, (_, display) in CARD_METRICS.items() if key in eval_metrics
+    )
+    start = f", starting from {base_model}" if base_model else ""
     body = f"""# {model_name}
 
 A PoolFormer (MetaFormer, "MetaFormer is Actually What You Need for Vision", https://arxiv.org/abs/2111.11418)
-image classifier trained with poolformer_hf's `scripts/train.py` on {dataset_name}{f", starting from {base_model}" if base_model else ""}.
+image classifier trained with poolformer_hf's `scripts/train.py` on {dataset_name}{start}.
 
 ## Evaluation ({dataset_name}, validation split)
 

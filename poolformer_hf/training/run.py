@@ -3,6 +3,7 @@ evaluate with the shipped metrics, save a Hub-ready folder, reload it and classi
 
 import logging
 import sys
+from pathlib import Path
 
 import transformers
 from transformers import set_seed
@@ -16,7 +17,6 @@ from .model import build_image_processor, build_model
 from .model_card import write_training_card
 from .trainer import ImageClassificationDataset, ImageClassificationTrainer, collate_images
 from .transforms import eval_transform, processor_image_size, train_transform
-
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +54,20 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     """
     _setup_logging(training_args)
     set_seed(training_args.seed)
-    data = build_data(data_args, seed=training_args.seed, cache_dir=model_args.cache_dir)  # every data check runs here, before any training
+    # Every data check runs here, before a model is built or anything is written.
+    data = build_data(data_args, seed=training_args.seed, cache_dir=model_args.cache_dir)
 
     model = build_model(model_args, data.label_names)
     image_size = data_args.image_size
     if image_size is None and model_args.model_name_or_path is None:
         image_size = data.image_size
     image_processor = build_image_processor(model_args, model, image_size)
-    logger.info("model: %s, %d parameters; images at %d px", type(model).__name__, model.num_parameters(), processor_image_size(image_processor))
+    logger.info(
+        "model: %s, %d parameters; images at %d px",
+        type(model).__name__,
+        model.num_parameters(),
+        processor_image_size(image_processor),
+    )
 
     batch_mixer = BatchMixer(data_args.mixup, data_args.cutmix) if data_args.mixup or data_args.cutmix else None
     trainer = ImageClassificationTrainer(
@@ -105,7 +111,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     if training_args.do_train and trainer.is_world_process_zero():
         write_training_card(
             training_args.output_dir,
-            model_name=training_args.output_dir.rstrip("/").split("/")[-1],
+            model_name=Path(training_args.output_dir).name,
             dataset_name=data.description,
             dataset_id=data.dataset_id,
             eval_metrics=metrics,
@@ -118,7 +124,8 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
 
 def _training_summary(model_args, data_args, training_args, image_processor) -> str:
     recipe = {
-        "start": model_args.model_name_or_path or f"preset {model_args.preset or 'poolformer_s12 (shrunk)'} from scratch",
+        "start": model_args.model_name_or_path
+        or f"preset {model_args.preset or 'poolformer_s12 (shrunk)'} from scratch",
         "image size": processor_image_size(image_processor),
         "epochs": training_args.num_train_epochs,
         "batch size per device": training_args.per_device_train_batch_size,

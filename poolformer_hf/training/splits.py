@@ -76,7 +76,9 @@ def open_image(source) -> Image.Image:
         with Image.open(BytesIO(raw) if raw else source["path"]) as opened:
             image = opened.copy()
     else:
-        raise ValueError(f"not an image: expected a PIL image, a file path or a datasets image dict, got {source!r:.80}")
+        raise ValueError(
+            f"not an image: expected a PIL image, a file path or a datasets image dict, got {source!r:.80}"
+        )
     return image if image.mode == "RGB" else image.convert("RGB")
 
 

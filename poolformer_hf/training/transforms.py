@@ -12,7 +12,6 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-
 _INTERPOLATION = {
     int(Image.Resampling.NEAREST): T.InterpolationMode.NEAREST,
     int(Image.Resampling.BILINEAR): T.InterpolationMode.BILINEAR,
@@ -83,7 +82,9 @@ def train_transform(
     if rand_augment:
         image_steps.append(T.RandAugment(num_ops=2, magnitude=9, interpolation=interpolation))
     if random_resized_crop:
-        to_tensor = T.Compose([T.ToTensor(), T.Normalize(mean=image_processor.image_mean, std=image_processor.image_std)])
+        to_tensor = T.Compose(
+            [T.ToTensor(), T.Normalize(mean=image_processor.image_mean, std=image_processor.image_std)]
+        )
     else:
         to_tensor = eval_transform(image_processor)
     tensor_steps = [T.RandomErasing(p=random_erasing, value="random")] if random_erasing > 0 else []

@@ -7,7 +7,6 @@ import datasets
 import evaluate
 import numpy as np
 
-
 _DESCRIPTION = """
 Macro F1: the unweighted mean over classes of F1 = 2 TP / (2 TP + FP + FN). A class whose F1 is undefined
 (no true and no predicted example among `labels`) counts as 0, as scikit-learn's `zero_division=0` does.

@@ -7,7 +7,6 @@ import datasets
 import evaluate
 import numpy as np
 
-
 _DESCRIPTION = """
 Top-k accuracy: the fraction of examples whose true class is among the k highest-scoring classes.
 With class ids as predictions only k=1 is defined (plain accuracy).
