@@ -115,11 +115,18 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
             dataset_name=data.description,
             dataset_id=data.dataset_id,
             eval_metrics=metrics,
-            base_model=model_args.model_name_or_path,
+            base_model=_hub_id(model_args.model_name_or_path),
             training_summary=_training_summary(model_args, data_args, training_args, image_processor),
         )
         metrics.update(_demo(training_args.output_dir, data, data_args.num_demo_images))
     return metrics
+
+
+def _hub_id(model_name_or_path: str | None) -> str | None:
+    """The card's base_model metadata takes Hub ids only, not local folders."""
+    if model_name_or_path is None or Path(model_name_or_path).is_dir():
+        return None
+    return model_name_or_path
 
 
 def _training_summary(model_args, data_args, training_args, image_processor) -> str:
