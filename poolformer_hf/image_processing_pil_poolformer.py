@@ -21,7 +21,8 @@ class PoolFormerImageProcessorPil(PoolFormerImageProcessingMixin, PilBackend):
 
     def process_image(self, image, input_data_format=None, **kwargs) -> np.ndarray:
         """One input image as a (3, H, W) array on the 0–255 scale (uint8, or float32 for non-8-bit sources)."""
-        return np.ascontiguousarray(np.moveaxis(to_rgb_array(image, input_data_format), -1, 0))
+        # A channels-first view of the channels-last array: Pillow gets it back without a copy when resizing.
+        return np.moveaxis(to_rgb_array(image, input_data_format), -1, 0)
 
     def resize(self, image: np.ndarray, size: SizeDict, resample=None, **kwargs) -> np.ndarray:
         """Resize a (C, H, W) array to `size["height"]` × `size["width"]`."""
