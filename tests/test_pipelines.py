@@ -10,7 +10,6 @@ from transformers import pipeline
 
 from isolated_python import run_isolated
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
-from poolformer_hf.auto_registration_image import register_image_processors
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
 
 
@@ -20,7 +19,6 @@ LABELS = {0: "cat", 1: "dog", 2: "bird"}
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     """A tiny classifier with our processor, saved as a Hub-style folder."""
-    register_image_processors()
     torch.manual_seed(0)
     config = PoolFormerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=3, id2label=LABELS)
     path = tmp_path_factory.mktemp("tiny_poolformer")
