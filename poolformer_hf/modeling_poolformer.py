@@ -176,7 +176,7 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
         """
         heads = (PoolFormerModel, PoolFormerForImageClassification, PoolFormerBackbone)
         self.config.auto_map = {
-            **(self.config.auto_map or {}),
+            **(getattr(self.config, "auto_map", None) or {}),
             **{head._auto_class: f"{head.__module__.rsplit('.', 1)[-1]}.{head.__name__}" for head in heads
                if head._auto_class is not None},
         }

@@ -86,7 +86,12 @@ def test_save_and_load_round_trip_uses_safetensors_and_keeps_labels(tmp_path, co
     assert (tmp_path / "model.safetensors").exists()
     assert not list(tmp_path.glob("*.bin"))
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["auto_map"]["AutoModelForImageClassification"].endswith("PoolFormerForImageClassification")
+    assert saved["auto_map"] == {
+        "AutoConfig": "configuration_poolformer.PoolFormerConfig",
+        "AutoModel": "modeling_poolformer.PoolFormerModel",
+        "AutoModelForImageClassification": "modeling_poolformer.PoolFormerForImageClassification",
+        "AutoBackbone": "modeling_poolformer.PoolFormerBackbone",
+    }
     assert (tmp_path / "modeling_poolformer.py").exists() and (tmp_path / "layers.py").exists()
 
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
