@@ -1,0 +1,230 @@
+"""PoolFormer / MetaFormer configuration.
+
+One config class describes the whole family: PoolFormer v1 (the defaults are PoolFormer-S12), the first paper's
+ablation models, PoolFormerV2, ConvFormer, CAFormer, IdentityFormer and RandFormer. Per-stage choices (token mixer,
+block norm, MLP activation, LayerScale, ResScale) take either one value for every stage or a list with one value per
+stage. The field names of transformers' built-in `PoolFormerConfig` are all here with the same meaning, so a
+transformers-native `config.json` loads unchanged.
+"""
+
+from huggingface_hub.dataclasses import strict
+from transformers.backbone_utils import BackboneConfigMixin
+from transformers.configuration_utils import PreTrainedConfig
+
+from .presets import PRESET_NAMES, PRESETS
+
+
+TOKEN_MIXER_NAMES = ("pooling", "identity", "random_mixing", "sepconv", "attention", "spatial_fc")
+NORM_NAMES = ("group_norm", "layer_norm", "batch_norm")
+ACTIVATION_NAMES = ("gelu", "relu", "silu", "star_relu", "squared_relu")
+# Per-stage fields: one value for all stages, or a list with one entry per stage.
+PER_STAGE_FIELDS = ("token_mixers", "norm_type", "hidden_act", "layer_scale_init_value", "res_scale_init_value")
+
+
+@strict
+class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
+    r"""
+    Configuration of a MetaFormer: `Y = TokenMixer(Norm(X)) + X; Z = σ(Norm(Y) W1) W2 + Y`, stacked in four stages.
+
+    Architecture (the fields shared with transformers' `PoolFormerConfig` keep its names and meaning):
+        num_channels: input image channels.
+        depths / hidden_sizes: blocks and channels per stage.
+        patch_sizes / strides / padding: the stem conv (index 0, 7×7 stride 4 pad 2) and the downsampling conv that
+            starts each later stage (3×3 stride 2 pad 1).
+        num_encoder_blocks: number of stages (must equal len(depths)).
+        pool_size: window of the pooling token mixer.
+        mlp_ratio: MLP hidden width as a multiple of the stage width.
+        hidden_act: MLP activation (`gelu`, `relu`, `silu`, `star_relu`, `squared_relu`), or one per stage.
+        use_layer_scale / layer_scale_init_value: LayerScale on both residual branches and its initial value
+            (a float, or one per stage where `None` turns it off for that stage).
+        drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks (once per branch).
+        patch_size / stride: unused legacy fields of transformers' config, kept so its config.json loads.
+
+    MetaFormer choices:
+        token_mixers: `pooling`, `identity`, `random_mixing`, `sepconv`, `attention`, `spatial_fc`, or one per stage.
+        norm_type / norm_bias / norm_eps: block norm (`group_norm` = GroupNorm with one group, `layer_norm` = LayerNorm
+            over channels, `batch_norm`), or one per stage; whether block and downsampling norms have a bias.
+        downsample_norm: a norm after the stem conv and before each downsampling conv (`None` for v1).
+        res_scale_init_value: ResScale (a learned per-channel scale on the residual path), a float or one per stage.
+        mlp_bias: bias in the MLP's two 1×1 convs.
+        head_type: `linear` or `mlp` (fc1 → squared ReLU → LayerNorm → dropout → fc2, as ConvFormer/CAFormer).
+        head_norm_type / head_norm_position: the final norm and whether it acts on the last feature map before global
+            pooling (`before_pool`, the original PoolFormer) or on the pooled vector (`after_pool`, MetaFormer v2).
+        head_mlp_ratio / head_hidden_act / head_dropout: MLP-head width multiple, activation, and dropout before the
+            last linear layer.
+        attention_head_dim / attention_qkv_bias / attention_proj_bias: self-attention mixer settings.
+        sepconv_expansion_ratio / sepconv_kernel_size / sepconv_act: separable-conv mixer settings.
+        image_size: input resolution the token-count-dependent mixers (`random_mixing`, `spatial_fc`) are built for.
+        crop_pct: the eval center-crop fraction the weights were trained for (read by the image processor).
+        backbone_norm: whether `PoolFormerBackbone` normalizes each feature map it returns (as the papers' detection
+            and segmentation setups do).
+        out_features / out_indices: which of `stage_names` (`stem`, `stage1` … `stage4`) the backbone returns.
+    """
+
+    model_type = "poolformer_hf"
+    attribute_map = {"num_hidden_layers": "num_encoder_blocks"}
+
+    # Fields of transformers' PoolFormerConfig.
+    num_channels: int = 3
+    patch_size: int | list[int] | tuple[int, int] = 16
+    stride: int = 16
+    pool_size: int = 3
+    mlp_ratio: float | int = 4.0
+    depths: list[int] | tuple[int, ...] = (2, 2, 6, 2)
+    hidden_sizes: list[int] | tuple[int, ...] = (64, 128, 320, 512)
+    patch_sizes: list[int] | tuple[int, ...] = (7, 3, 3, 3)
+    strides: list[int] | tuple[int, ...] = (4, 2, 2, 2)
+    padding: list[int] | tuple[int, ...] = (2, 1, 1, 1)
+    num_encoder_blocks: int = 4
+    drop_path_rate: float | int = 0.0
+    hidden_act: str | list[str] | tuple[str, ...] = "gelu"
+    use_layer_scale: bool = True
+    layer_scale_init_value: float | int | list[float | int | None] | tuple[float | int | None, ...] | None = 1e-5
+    initializer_range: float = 0.02
+
+    # MetaFormer family.
+    token_mixers: str | list[str] | tuple[str, ...] = "pooling"
+    norm_type: str | list[str] | tuple[str, ...] = "group_norm"
+    norm_bias: bool = True
+    norm_eps: float = 1e-5
+    downsample_norm: str | None = None
+    res_scale_init_value: float | int | list[float | int | None] | tuple[float | int | None, ...] | None = None
+    mlp_bias: bool = True
+    head_type: str = "linear"
+    head_norm_type: str = "group_norm"
+    head_norm_position: str = "before_pool"
+    head_mlp_ratio: float | int = 4.0
+    head_hidden_act: str = "squared_relu"
+    head_dropout: float | int = 0.0
+    attention_head_dim: int = 32
+    attention_qkv_bias: bool = False
+    attention_proj_bias: bool = False
+    sepconv_expansion_ratio: float | int = 2.0
+    sepconv_kernel_size: int = 7
+    sepconv_act: str = "star_relu"
+    image_size: int = 224
+    crop_pct: float = 0.9
+    backbone_norm: bool = True
+    _out_features: list[str] | None = None
+    _out_indices: list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        for name in ("depths", "hidden_sizes", "patch_sizes", "strides", "padding"):
+            setattr(self, name, list(getattr(self, name)))
+        for name in PER_STAGE_FIELDS:
+            value = getattr(self, name)
+            if isinstance(value, (list, tuple)):
+                setattr(self, name, list(value))
+        self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, len(self.depths) + 1)]
+        self._check_architecture()
+        self.set_output_features_output_indices(
+            out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
+        )
+        super().__post_init__(**kwargs)
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def from_preset(cls, name: str, **overrides) -> "PoolFormerConfig":
+        """A config for a named preset (see `PRESET_NAMES`), with any field overridden by keyword."""
+        if name not in PRESETS:
+            raise ValueError(f"Unknown preset {name!r}; expected one of: {', '.join(PRESET_NAMES)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    # ------------------------------------------------------------------ per-stage access
+    def stage_value(self, name: str, stage: int):
+        """The value of a per-stage field (see `PER_STAGE_FIELDS`) for stage `stage` (0-based)."""
+        value = getattr(self, name)
+        if isinstance(value, list):
+            return value[stage]
+        if name == "layer_scale_init_value" and not self.use_layer_scale:
+            return None
+        return value
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.depths)
+
+    # ------------------------------------------------------------------ validation
+    def _check_architecture(self) -> None:
+        """Raise a ValueError naming the field when the architecture cannot be built."""
+        num_stages = len(self.depths)
+        if num_stages == 0:
+            raise ValueError("depths must list at least one stage, got []")
+        if self.num_encoder_blocks != num_stages:
+            raise ValueError(
+                f"num_encoder_blocks ({self.num_encoder_blocks}) must equal len(depths) ({num_stages})"
+            )
+        for name in ("hidden_sizes", "patch_sizes", "strides", "padding"):
+            if len(getattr(self, name)) != num_stages:
+                raise ValueError(
+                    f"{name} has {len(getattr(self, name))} entries but depths has {num_stages}; "
+                    f"expected one entry per stage"
+                )
+        for name in ("depths", "hidden_sizes", "patch_sizes", "strides"):
+            if any(value <= 0 for value in getattr(self, name)):
+                raise ValueError(f"{name} must be positive integers, got {getattr(self, name)}")
+        if any(value < 0 for value in self.padding):
+            raise ValueError(f"padding must be non-negative integers, got {self.padding}")
+        for name in ("num_channels", "pool_size", "attention_head_dim", "sepconv_kernel_size", "image_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)}")
+        if self.pool_size % 2 == 0:
+            raise ValueError(f"pool_size must be odd so the pooled map keeps its size, got {self.pool_size}")
+        if self.sepconv_kernel_size % 2 == 0:
+            raise ValueError(f"sepconv_kernel_size must be odd, got {self.sepconv_kernel_size}")
+        for name in ("mlp_ratio", "head_mlp_ratio", "sepconv_expansion_ratio", "norm_eps"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+        for name in ("drop_path_rate", "head_dropout"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+
+        allowed = {
+            "token_mixers": TOKEN_MIXER_NAMES,
+            "norm_type": NORM_NAMES,
+            "hidden_act": ACTIVATION_NAMES,
+        }
+        for name in PER_STAGE_FIELDS:
+            value = getattr(self, name)
+            values = value if isinstance(value, list) else [value]
+            if isinstance(value, list) and len(value) != num_stages:
+                raise ValueError(
+                    f"{name} has {len(value)} entries but depths has {num_stages}; "
+                    f"give one value for all stages or one per stage"
+                )
+            if name in allowed:
+                unknown = [v for v in values if v not in allowed[name]]
+                if unknown:
+                    raise ValueError(f"{name}: unknown value(s) {unknown}; expected one of {list(allowed[name])}")
+            elif any(v is not None and v <= 0 for v in values):
+                raise ValueError(f"{name} must be positive (or None to turn it off), got {value}")
+        for name, options in (
+            ("downsample_norm", (None, *NORM_NAMES)),
+            ("head_norm_type", NORM_NAMES),
+            ("head_norm_position", ("before_pool", "after_pool")),
+            ("head_type", ("linear", "mlp")),
+            ("head_hidden_act", ACTIVATION_NAMES),
+            ("sepconv_act", ACTIVATION_NAMES + ("identity",)),
+        ):
+            if getattr(self, name) not in options:
+                raise ValueError(f"{name}: unknown value {getattr(self, name)!r}; expected one of {list(options)}")
+        for stage, width in enumerate(self.hidden_sizes):
+            if self.stage_value("token_mixers", stage) == "attention" and width % self.attention_head_dim:
+                raise ValueError(
+                    f"hidden_sizes[{stage}] ({width}) must be a multiple of attention_head_dim "
+                    f"({self.attention_head_dim}) for an attention stage"
+                )
+
+    def stage_resolutions(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Feature-map size after each stage's stem/downsampling conv for an input of `height`×`width`."""
+        sizes = []
+        for kernel, stride, pad in zip(self.patch_sizes, self.strides, self.padding):
+            height = (height + 2 * pad - kernel) // stride + 1
+            width = (width + 2 * pad - kernel) // stride + 1
+            sizes.append((height, width))
+        return sizes
+
+
+__all__ = ["PoolFormerConfig", "PRESET_NAMES"]

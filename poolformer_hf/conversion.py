@@ -1,0 +1,239 @@
+"""Foreign checkpoint formats: detection and key-renaming tables.
+
+Each format is a table of (pattern, replacement) rules; the first rule whose pattern matches the start of a key
+renames it, and a key no rule matches is an error (it belongs to another model). Our own names are those of
+`PoolFormerForImageClassification`: `poolformer.stem…`, `poolformer.stages.{i}.blocks.{j}…`, `poolformer.norm…`,
+`classifier…`. The only tensor change any format needs is a reshape of linear weights (out, in) to 1×1-conv weights
+(out, in, 1, 1), which `fit_to_model` does wherever the element counts agree.
+"""
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+
+import torch
+
+
+Rule = tuple[str, str | Callable[[re.Match], str]]
+
+# transformers' built-in PoolFormer (the published sail/poolformer_* checkpoints); a base model has no prefix.
+TRANSFORMERS_RULES: list[Rule] = [
+    (r"(?:poolformer\.)?encoder\.patch_embeddings\.0\.projection\.", "poolformer.stem.conv."),
+    (r"(?:poolformer\.)?encoder\.patch_embeddings\.(\d+)\.projection\.", r"poolformer.stages.\1.downsample.conv."),
+    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.before_norm\.", r"poolformer.stages.\1.blocks.\2.norm1."),
+    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.after_norm\.", r"poolformer.stages.\1.blocks.\2.norm2."),
+    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.output\.conv1\.", r"poolformer.stages.\1.blocks.\2.mlp.fc1."),
+    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.output\.conv2\.", r"poolformer.stages.\1.blocks.\2.mlp.fc2."),
+    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.layer_scale_(\d)$",
+     r"poolformer.stages.\1.blocks.\2.layer_scale\3.scale"),
+    (r"norm\.", "poolformer.norm."),
+    (r"classifier\.", "classifier."),
+]
+
+# timm's MetaFormer (poolformer_*, poolformerv2_*, convformer_*, caformer_*).
+TIMM_RULES: list[Rule] = [
+    (r"stem\.", "poolformer.stem."),
+    (r"stages\.", "poolformer.stages."),
+    (r"head\.norm\.", "poolformer.norm."),
+    (r"head\.fc\.(fc1|fc2|norm)\.", r"classifier.\1."),
+    (r"head\.fc\.", "classifier."),
+]
+
+# sail-sg/poolformer v1 release: network = [stage0, downsample1, stage1, downsample2, stage2, downsample3, stage3].
+SAIL_V1_RULES: list[Rule] = [
+    (r"patch_embed\.proj\.", "poolformer.stem.conv."),
+    (r"network\.(\d+)\.proj\.", lambda m: f"poolformer.stages.{(int(m[1]) + 1) // 2}.downsample.conv."),
+    (r"network\.(\d+)\.(\d+)\.layer_scale_(\d)$",
+     lambda m: f"poolformer.stages.{int(m[1]) // 2}.blocks.{m[2]}.layer_scale{m[3]}.scale"),
+    (r"network\.(\d+)\.(\d+)\.", lambda m: f"poolformer.stages.{int(m[1]) // 2}.blocks.{m[2]}."),
+    (r"norm\.", "poolformer.norm."),
+    (r"head\.", "classifier."),
+]
+
+# sail-sg/metaformer release (v2 models): downsample_layers[0] is the stem, whose norm comes after its conv.
+SAIL_V2_RULES: list[Rule] = [
+    (r"downsample_layers\.0\.conv\.", "poolformer.stem.conv."),
+    (r"downsample_layers\.0\.post_norm\.", "poolformer.stem.norm."),
+    (r"downsample_layers\.(\d+)\.pre_norm\.", r"poolformer.stages.\1.downsample.norm."),
+    (r"downsample_layers\.(\d+)\.conv\.", r"poolformer.stages.\1.downsample.conv."),
+    (r"stages\.(\d+)\.(\d+)\.", r"poolformer.stages.\1.blocks.\2."),
+    (r"norm\.", "poolformer.norm."),
+    (r"head\.(fc1|fc2|norm)\.", r"classifier.\1."),
+    (r"head\.", "classifier."),
+]
+
+OURS_RULES: list[Rule] = [(r"(poolformer\.|classifier\.|hidden_states_norms\.)", r"\1")]
+
+FORMATS: dict[str, list[Rule]] = {
+    "poolformer_hf": OURS_RULES,
+    "transformers": TRANSFORMERS_RULES,
+    "timm": TIMM_RULES,
+    "sail_v1": SAIL_V1_RULES,
+    "sail_v2": SAIL_V2_RULES,
+}
+
+# A key that only one format has, checked in order.
+_SIGNATURES = [
+    ("poolformer_hf", r"^poolformer\.stem\.conv\.weight$"),
+    ("transformers", r"^(poolformer\.)?encoder\.patch_embeddings\.0\.projection\.weight$"),
+    ("timm", r"^stem\.conv\.weight$"),
+    ("sail_v1", r"^patch_embed\.proj\.weight$"),
+    ("sail_v2", r"^downsample_layers\.0\.conv\.weight$"),
+]
+
+
+def detect_format(state_dict: dict) -> str:
+    """Name the checkpoint format from its keys, or raise a ValueError saying it is none we know."""
+    for name, signature in _SIGNATURES:
+        if any(re.match(signature, key) for key in state_dict):
+            return name
+    sample = ", ".join(list(state_dict)[:5])
+    raise ValueError(
+        "The checkpoint is not a PoolFormer/MetaFormer state dict in any known format (poolformer_hf, transformers, "
+        f"timm, sail-sg v1, sail-sg v2): none of its keys is a stem conv weight. First keys: {sample}"
+    )
+
+
+def rename_keys(state_dict: dict, source_format: str) -> dict:
+    """Our names for every tensor of a `source_format` state dict; a key no rule knows is a ValueError."""
+    rules = [(re.compile(pattern), replacement) for pattern, replacement in FORMATS[source_format]]
+    renamed, unknown = {}, []
+    for key, tensor in state_dict.items():
+        for pattern, replacement in rules:
+            match = pattern.match(key)
+            if match:
+                new = match.expand(replacement) if isinstance(replacement, str) else replacement(match)
+                renamed[new + key[match.end():]] = tensor
+                break
+        else:
+            unknown.append(key)
+    if unknown:
+        raise ValueError(
+            f"{len(unknown)} key(s) of this {source_format} checkpoint belong to no PoolFormer/MetaFormer layer, "
+            f"e.g. {unknown[:5]}: the file is of another model"
+        )
+    return renamed
+
+
+def fit_to_model(state_dict: dict, model: torch.nn.Module, ignore_mismatched_sizes: bool = False) -> dict:
+    """Reshape linear weights into 1×1-conv weights where the model has convs, and check every shape.
+
+    A tensor whose shape the model cannot take raises a ValueError naming it (or is dropped with
+    `ignore_mismatched_sizes`); keys the model lacks are returned untouched for the loader to report.
+    """
+    expected = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    fitted, mismatched = {}, []
+    for key, tensor in state_dict.items():
+        target = expected.get(key)
+        if target is not None and tensor.shape != target:
+            if tensor.numel() == target.numel() and tensor.ndim == 2 and len(target) == 4:
+                tensor = tensor.reshape(target)
+            else:
+                mismatched.append(f"{key}: checkpoint {tuple(tensor.shape)} vs model {tuple(target)}")
+                continue
+        fitted[key] = tensor
+    if mismatched and not ignore_mismatched_sizes:
+        raise ValueError(
+            f"{len(mismatched)} tensor(s) of the checkpoint do not fit this config (wrong variant?): "
+            + "; ".join(mismatched[:5])
+        )
+    return fitted
+
+
+def load_state_dict_file(path: str) -> dict:
+    """Tensors of a .safetensors, .bin, .pth or .pth.tar file, loaded without running any pickled code.
+
+    A pickle that would run code, a truncated file, or a file that holds no state dict raises a ValueError that says so.
+    """
+    if path.endswith(".safetensors"):
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(path)
+        except (SafetensorError, OSError, ValueError) as error:
+            raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from error
+    try:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
+        text = str(error)
+        if "Weights only load failed" in text or "Unsupported global" in text:
+            raise ValueError(
+                f"Refused to load {path}: it is a pickle that asks to import or run code "
+                "(torch.load with weights_only=True refused it; nothing was executed). Convert it to a plain state "
+                "dict or safetensors from a trusted source."
+            ) from error
+        raise ValueError(f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {text}") from error
+    # Training checkpoints wrap the weights: {"state_dict": ...}, {"model": ...} or {"model_ema": ...}.
+    for wrapper in ("state_dict", "model", "model_ema", "state_dict_ema"):
+        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
+            loaded = loaded[wrapper]
+            break
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise ValueError(f"{path} holds no state dict of tensors (found {type(loaded).__name__})")
+    # Checkpoints saved from DataParallel / DistributedDataParallel prefix every key.
+    return {key.removeprefix("module."): tensor for key, tensor in loaded.items()}
+
+
+# ------------------------------------------------------------------------------------- transformers-native folders
+def transformers_config_to_ours(config_dict: dict, config_class):
+    """Our config for a transformers-native PoolFormer config.json: every field keeps its name and meaning."""
+    ours = {key: value for key, value in config_dict.items() if key not in ("model_type", "architectures")}
+    ours.pop("transformers_version", None)
+    return config_class(**ours)
+
+
+_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
+
+
+def _read_config_dict(path, hub_kwargs) -> dict | None:
+    from transformers.utils import cached_file
+
+    config_file = cached_file(
+        path, "config.json", _raise_exceptions_for_missing_entries=False,
+        _raise_exceptions_for_connection_errors=False, **hub_kwargs,
+    )
+    if config_file is None:
+        return None
+    with open(config_file, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def _read_weights(path, hub_kwargs) -> dict:
+    from transformers.utils import cached_file
+
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        weights = cached_file(path, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
+        if weights is not None:
+            return load_state_dict_file(weights)
+    raise ValueError(f"{path} has a transformers PoolFormer config.json but no model.safetensors or pytorch_model.bin")
+
+
+def load_foreign_pretrained(cls, path, *model_args, **kwargs):
+    """Load a transformers-native PoolFormer folder or Hub repo into `cls`, or return None for any other source.
+
+    The weights are renamed by `TRANSFORMERS_RULES`, written with our config to a temporary folder, and loaded from
+    there by the ordinary `from_pretrained`, so every one of its options (dtype, num_labels,
+    ignore_mismatched_sizes, output_loading_info, …) behaves as usual.
+    """
+    from transformers.modeling_utils import PreTrainedModel
+    from safetensors.torch import save_file
+
+    if path is None or (isinstance(path, (str, os.PathLike)) and os.path.isfile(path)):
+        return None
+    hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
+    config_dict = _read_config_dict(path, hub_kwargs)
+    if config_dict is None or config_dict.get("model_type") != "poolformer":
+        return None
+
+    config = kwargs.pop("config", None) or transformers_config_to_ours(config_dict, cls.config_class)
+    state_dict = rename_keys(_read_weights(path, hub_kwargs), "transformers")
+    for key in _HUB_KWARGS:
+        kwargs.pop(key, None)
+    with tempfile.TemporaryDirectory(prefix="poolformer_hf-") as folder:
+        config.save_pretrained(folder)
+        save_file({key: tensor.contiguous() for key, tensor in state_dict.items()}, os.path.join(folder, "model.safetensors"),
+                  metadata={"format": "pt"})
+        return PreTrainedModel.from_pretrained.__func__(cls, folder, *model_args, **kwargs)
