@@ -133,7 +133,9 @@ def _code_files(model_dir: Path, configs: dict[str, dict]) -> list[str]:
 def _load_class(config: dict, model_dir: Path):
     """The Auto class (or built-in class) a user would load this folder's model with."""
     import transformers
-    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+    # Built-in model types only: ones registered at runtime (as importing poolformer_hf does) are not
+    # there for a user who loads the repo without this package.
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
 
     architectures = config.get("architectures") or []
     auto_map = config.get("auto_map") or {}
@@ -141,7 +143,7 @@ def _load_class(config: dict, model_dir: Path):
         if auto_class.startswith("AutoModel") and str(reference).rsplit(".", 1)[-1] in architectures:
             return getattr(transformers, auto_class)
     model_type = config.get("model_type")
-    if model_type not in CONFIG_MAPPING:
+    if model_type not in CONFIG_MAPPING_NAMES:
         raise _refuse(
             model_dir,
             f"config.json has model_type {model_type!r}, unknown to transformers, and no auto_map entry for "
@@ -153,11 +155,49 @@ def _load_class(config: dict, model_dir: Path):
     return transformers.AutoModel
 
 
+def _checkpoint_shapes(model_dir: Path) -> dict[str, list[int]]:
+    from safetensors import safe_open
+
+    names = sorted({*_read_json(model_dir / WEIGHTS_INDEX_NAME, model_dir)["weight_map"].values()}) if (
+        model_dir / WEIGHTS_INDEX_NAME
+    ).is_file() else [WEIGHTS_NAME]
+    shapes = {}
+    for name in names:
+        with safe_open(str(model_dir / name), framework="pt") as handle:
+            shapes.update({key: list(handle.get_slice(key).get_shape()) for key in handle.keys()})
+    return shapes
+
+
+def _check_shapes(model_dir: Path, model_class) -> None:
+    """Compare the checkpoint's tensor shapes with those config.json implies, naming the first few that differ."""
+    import torch
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
+        with torch.device("meta"):  # shapes only: no memory, no initialization
+            if hasattr(model_class, "from_config"):
+                model = model_class.from_config(config, trust_remote_code=True)
+            else:
+                model = model_class(config)
+    except Exception as exc:  # config or model code that does not build
+        raise _refuse(model_dir, f"config.json does not build a model: {exc}") from exc
+    expected = {key: list(tensor.shape) for key, tensor in model.state_dict().items()}
+    stored = _checkpoint_shapes(model_dir)
+    wrong = [f"{key} is {stored[key]} in the weights but {expected[key]} by config.json"
+             for key in sorted(stored.keys() & expected.keys()) if stored[key] != expected[key]]
+    if wrong:
+        raise _refuse(
+            model_dir, f"config.json does not match the weights: {len(wrong)} tensor(s) differ, e.g. {'; '.join(wrong[:3])}"
+        )
+
+
 def load_model_folder(model_dir: str | Path):
     """Load the folder's model as a user would (remote code allowed); ValueError when it does not load cleanly."""
     model_dir = Path(model_dir)
     config = _read_json(model_dir / CONFIG_NAME, model_dir)
     model_class = _load_class(config, model_dir)
+    _check_shapes(model_dir, model_class)
     try:
         model, info = model_class.from_pretrained(str(model_dir), trust_remote_code=True, output_loading_info=True)
     except Exception as exc:  # from_pretrained raises many types (size mismatch, bad config, import errors)
@@ -170,7 +210,7 @@ def load_model_folder(model_dir: str | Path):
     }
     problems = {what: sorted(map(str, keys)) for what, keys in problems.items() if keys}
     if problems:
-        detail = "; ".join(f"{len(keys)} keys {what} (e.g. {', '.join(keys[:3])})" for what, keys in problems.items())
+        detail = "; ".join(f"{len(keys)} tensor(s) {what} (e.g. {', '.join(keys[:3])})" for what, keys in problems.items())
         raise _refuse(model_dir, f"the weights do not fit config.json: {detail}")
     for name in PROCESSOR_NAMES:
         if (model_dir / name).is_file():

@@ -21,6 +21,8 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 MAC_IMAGE_SIZE = 224
+# Hub namespace the preset cards' usage snippets load from.
+DEFAULT_NAMESPACE = "poolformer-hf"
 
 
 @dataclass(frozen=True)
@@ -101,7 +103,7 @@ class CardFacts:
     crop_pct: float | None
     tags: list[str]
     datasets: list[str] = field(default_factory=list)
-    reported_top1: tuple[float, Paper] | None = None
+    reported_top1: tuple[str, float, Paper] | None = None  # (the paper's model name, top-1 %, paper)
     eval_results: dict[str, float] = field(default_factory=dict)
     eval_dataset: str | None = None
     has_processor: bool = True
@@ -166,7 +168,8 @@ def render_card(facts: CardFacts) -> str:
             else ""
         ),
         preprocessing=(
-            f"resize, then center crop of {facts.crop_pct:g} of the short side to {MAC_IMAGE_SIZE}×{MAC_IMAGE_SIZE}."
+            f"short side resized to {int(MAC_IMAGE_SIZE / facts.crop_pct)}, then a {MAC_IMAGE_SIZE}×{MAC_IMAGE_SIZE} "
+            f"center crop (crop_pct {facts.crop_pct:g})."
             if facts.crop_pct
             else f"{MAC_IMAGE_SIZE}×{MAC_IMAGE_SIZE} input."
         ),
@@ -208,13 +211,13 @@ def _metadata(facts: CardFacts) -> ModelCardData:
 def _reported_section(facts: CardFacts) -> str:
     if facts.reported_top1 is None:
         return ""
-    top1, paper = facts.reported_top1
+    model, top1, paper = facts.reported_top1
     return f"""
 ## ImageNet-1k results reported by the paper
 
 | Model | Top-1 at 224² (%) | Source |
 |---|---|---|
-| {facts.title} | {top1} | [{paper.title}]({paper.url}) |
+| {model} | {top1} | [{paper.title}]({paper.url}) |
 
 This is the number the paper's authors report for their own ImageNet-1k weights. It is quoted here,
 **not reproduced by us**; results we measured ourselves, if any, are listed under "Evaluation results".
@@ -304,11 +307,44 @@ def meta_twin(model: nn.Module) -> nn.Module:
 
 # -- facts for a preset or a folder -----------------------------------------------------------
 
+# Config fields that do not change the architecture: training regularization, init, eval crop, backbone outputs.
+NON_ARCHITECTURE_FIELDS = {
+    "crop_pct", "drop_path_rate", "head_dropout", "initializer_range", "backbone_norm",
+    "out_features", "out_indices", "stage_names",
+}
+
+
+def _architecture(config) -> dict:
+    from transformers import PreTrainedConfig
+
+    generic = set(PreTrainedConfig().to_dict())
+    return {k: v for k, v in config.to_dict().items() if k not in generic and k not in NON_ARCHITECTURE_FIELDS}
+
+
+def match_preset(config) -> str | None:
+    """The preset whose architecture `config` describes (whatever its head size and training settings), if any."""
+    from .configuration_poolformer import PoolFormerConfig
+    from .presets import PRESET_NAMES
+
+    if getattr(config, "model_type", None) != PoolFormerConfig.model_type:
+        return None
+    own = _architecture(config)
+    return next((name for name in PRESET_NAMES if _architecture(PoolFormerConfig.from_preset(name)) == own), None)
+
+
 
 def _family(preset: str) -> tuple[str, str]:
+    """(display name, family tag) of a preset, e.g. ("CAFormer-S18", "caformer")."""
     prefix, size = preset.rsplit("_", 1)
     display, tag = FAMILIES.get(prefix, (prefix, prefix))
     return f"{display}-{size.upper()}", tag
+
+
+def reported_result(preset: str | None) -> tuple[str, float, Paper] | None:
+    if preset not in REPORTED_TOP1:
+        return None
+    top1, paper = REPORTED_TOP1[preset]
+    return _family(preset)[0], top1, paper
 
 
 def describe_architecture(config) -> str:
@@ -345,8 +381,13 @@ def preset_facts(preset: str, repo_id: str) -> CardFacts:
         crop_pct=config.crop_pct,
         tags=sorted({*BASE_TAGS, family_tag}),
         datasets=["imagenet-1k"],
-        reported_top1=REPORTED_TOP1.get(preset),
+        reported_top1=reported_result(preset),
     )
+
+
+def preset_card(preset: str, namespace: str = DEFAULT_NAMESPACE) -> str:
+    """The model card of a preset, for the repo `namespace/preset`."""
+    return render_card(preset_facts(preset, f"{namespace}/{preset}"))
 
 
 def read_eval_results(model_dir: str | Path) -> dict[str, float]:
@@ -367,6 +408,19 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
     config = model.config
     twin = meta_twin(model)
     name = repo_id.split("/")[-1]
+    preset = match_preset(config)
+    if preset is None:
+        summary = (
+            f"An image classifier with {config.num_labels} classes, built on `poolformer_hf`'s MetaFormer "
+            "(PoolFormer family) architecture."
+        )
+        tags = list(BASE_TAGS)
+    else:
+        title, family_tag = _family(preset)
+        summary = f"A {title} image classifier (the `{preset}` preset of `poolformer_hf`) with {config.num_labels} classes."
+        tags = sorted({*BASE_TAGS, family_tag})
+    # The papers' ImageNet-1k numbers only concern an ImageNet-1k head of the same architecture.
+    reported = reported_result(preset) if config.num_labels == 1000 else None
     processor_files = [model_dir / n for n in ("preprocessor_config.json", "processor_config.json")]
     processor_config = next((json.loads(p.read_text()) for p in processor_files if p.is_file()), None)
     # The processor does the cropping, so its crop_pct is the one in effect.
@@ -374,16 +428,14 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
     return CardFacts(
         repo_id=repo_id,
         title=name,
-        summary=(
-            f"An image classifier with {config.num_labels} classes, built on `poolformer_hf`'s MetaFormer "
-            "(PoolFormer family) architecture."
-        ),
+        summary=summary,
         architecture=describe_architecture(config),
         params=count_parameters(twin),
         macs=count_macs(twin),
         num_labels=config.num_labels,
         crop_pct=crop_pct,
-        tags=list(BASE_TAGS),
+        tags=tags,
+        reported_top1=reported,
         datasets=[eval_dataset] if eval_dataset else [],
         eval_results=read_eval_results(model_dir),
         eval_dataset=eval_dataset,

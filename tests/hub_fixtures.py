@@ -80,12 +80,14 @@ def folder_digest(folder: Path) -> dict[str, bytes]:
 
 
 def save_tiny_model(folder: Path, num_labels: int = 3, seed: int = 0):
-    """Save a tiny image classifier with its image processor to `folder`; returns the model.
+    """Save a tiny poolformer_hf classifier (code files and auto_map included) and an image processor to `folder`.
 
-    Stand-in until poolformer_hf's core lands: transformers' built-in PoolFormer with tiny sizes.
+    The processor is transformers' built-in PoolFormer one, so it loads without remote code. Returns the model.
     """
     import torch
-    from transformers import PoolFormerConfig, PoolFormerForImageClassification, PoolFormerImageProcessor
+    from transformers import PoolFormerImageProcessor
+
+    from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
 
     torch.manual_seed(seed)
     config = PoolFormerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=num_labels)

@@ -185,14 +185,31 @@ def _drop_a_tensor(folder):
     save_file(state, folder / "model.safetensors", metadata={"format": "pt"})
 
 
+def _remove_modeling_code(folder):
+    (folder / "modeling_poolformer.py").unlink()
+
+
+def _remove_an_imported_code_file(folder):
+    (folder / "layers.py").unlink()
+
+
+def _drop_auto_map(folder):
+    config = json.loads((folder / "config.json").read_text())
+    del config["auto_map"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+
 @pytest.mark.parametrize(
     "breakage, message",
     [
         (_remove_weights, "no weights"),
         (_pickle_only, "pickle files only"),
-        (_shrink_config, "from_pretrained fails|do not fit config.json"),
+        (_shrink_config, "config.json does not match the weights"),
         (_remove_config, "no config.json"),
         (_drop_a_tensor, "missing from the weights"),
+        (_remove_modeling_code, "needs modeling_poolformer.py"),
+        (_remove_an_imported_code_file, "imports a missing file"),
+        (_drop_auto_map, "unknown to transformers"),
     ],
 )
 def test_broken_folder_is_refused_before_any_request(loopback_hub, model_dir, breakage, message):
