@@ -158,13 +158,11 @@ def _load_class(config: dict, model_dir: Path):
 def _checkpoint_shapes(model_dir: Path) -> dict[str, list[int]]:
     from safetensors import safe_open
 
-    names = sorted({*_read_json(model_dir / WEIGHTS_INDEX_NAME, model_dir)["weight_map"].values()}) if (
-        model_dir / WEIGHTS_INDEX_NAME
-    ).is_file() else [WEIGHTS_NAME]
     shapes = {}
-    for name in names:
-        with safe_open(str(model_dir / name), framework="pt") as handle:
-            shapes.update({key: list(handle.get_slice(key).get_shape()) for key in handle.keys()})
+    for name in _weight_files(model_dir):
+        if name.endswith(".safetensors"):
+            with safe_open(str(model_dir / name), framework="pt") as handle:
+                shapes.update({key: list(handle.get_slice(key).get_shape()) for key in handle.keys()})
     return shapes
 
 
@@ -187,9 +185,8 @@ def _check_shapes(model_dir: Path, model_class) -> None:
     wrong = [f"{key} is {stored[key]} in the weights but {expected[key]} by config.json"
              for key in sorted(stored.keys() & expected.keys()) if stored[key] != expected[key]]
     if wrong:
-        raise _refuse(
-            model_dir, f"config.json does not match the weights: {len(wrong)} tensor(s) differ, e.g. {'; '.join(wrong[:3])}"
-        )
+        detail = f"{len(wrong)} tensor(s) differ, e.g. {'; '.join(wrong[:3])}"
+        raise _refuse(model_dir, f"config.json does not match the weights: {detail}")
 
 
 def load_model_folder(model_dir: str | Path):
@@ -210,7 +207,9 @@ def load_model_folder(model_dir: str | Path):
     }
     problems = {what: sorted(map(str, keys)) for what, keys in problems.items() if keys}
     if problems:
-        detail = "; ".join(f"{len(keys)} tensor(s) {what} (e.g. {', '.join(keys[:3])})" for what, keys in problems.items())
+        detail = "; ".join(
+            f"{len(keys)} tensor(s) {what} (e.g. {', '.join(keys[:3])})" for what, keys in problems.items()
+        )
         raise _refuse(model_dir, f"the weights do not fit config.json: {detail}")
     for name in PROCESSOR_NAMES:
         if (model_dir / name).is_file():
@@ -259,7 +258,9 @@ def push_folder_to_hub(
     from .model_card import folder_facts, render_card
 
     plan = validate_model_folder(model_dir)
-    operations = [CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(plan.model_dir / name)) for name in plan.files]
+    operations = [
+        CommitOperationAdd(path_in_repo=name, path_or_fileobj=str(plan.model_dir / name)) for name in plan.files
+    ]
     if not plan.has_readme:
         card = render_card(folder_facts(plan.model_dir, repo_id, plan.model, eval_dataset=eval_dataset))
         # Uploaded from memory: the folder itself is never written to.

@@ -63,8 +63,10 @@ REPORTED_TOP1: dict[str, tuple[float, Paper]] = {
        {"s12": 77.2, "s24": 80.3, "s36": 81.4, "m36": 82.1, "m48": 82.5}.items()},
     **{f"poolformerv2_{s}": (v, BASELINES_PAPER) for s, v in
        {"s12": 78.0, "s24": 80.7, "s36": 81.6, "m36": 82.2, "m48": 82.6}.items()},
-    **{f"convformer_{s}": (v, BASELINES_PAPER) for s, v in {"s18": 83.0, "s36": 84.1, "m36": 84.5, "b36": 84.8}.items()},
-    **{f"caformer_{s}": (v, BASELINES_PAPER) for s, v in {"s18": 83.6, "s36": 84.5, "m36": 85.2, "b36": 85.5}.items()},
+    **{f"convformer_{s}": (v, BASELINES_PAPER) for s, v in
+       {"s18": 83.0, "s36": 84.1, "m36": 84.5, "b36": 84.8}.items()},
+    **{f"caformer_{s}": (v, BASELINES_PAPER) for s, v in
+       {"s18": 83.6, "s36": 84.5, "m36": 85.2, "b36": 85.5}.items()},
 }
 
 # Preset name prefix -> (display name, tag).
@@ -417,7 +419,9 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
         tags = list(BASE_TAGS)
     else:
         title, family_tag = _family(preset)
-        summary = f"A {title} image classifier (the `{preset}` preset of `poolformer_hf`) with {config.num_labels} classes."
+        summary = (
+            f"A {title} image classifier (the `{preset}` preset of `poolformer_hf`) with {config.num_labels} classes."
+        )
         tags = sorted({*BASE_TAGS, family_tag})
     # The papers' ImageNet-1k numbers only concern an ImageNet-1k head of the same architecture.
     reported = reported_result(preset) if config.num_labels == 1000 else None

@@ -16,7 +16,9 @@ from poolformer_hf.model_card import DEFAULT_NAMESPACE, preset_card
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", type=Path, default=Path("model_cards"))
-    parser.add_argument("--namespace", default=DEFAULT_NAMESPACE, help="Hub namespace of the repo ids in the usage snippets")
+    parser.add_argument(
+        "--namespace", default=DEFAULT_NAMESPACE, help="Hub namespace of the repo ids in the usage snippets"
+    )
     parser.add_argument("--presets", nargs="+", default=PRESET_NAMES, choices=PRESET_NAMES, metavar="NAME")
     args = parser.parse_args(argv)
     args.output_dir.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,8 @@ from huggingface_hub import HfApi
 from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
 
-from hub_fixtures import REPO_ROOT, folder_digest, hub_subprocess_env, loopback_hub, run_python, save_tiny_model  # noqa: F401
+from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
+from hub_fixtures import REPO_ROOT, folder_digest, hub_subprocess_env, run_python, save_tiny_model
 from poolformer_hf.hub import PushError, push_folder_to_hub, validate_model_folder
 
 REPO = "test-org/tiny-poolformer"
@@ -51,9 +52,16 @@ def _local_logits(model_dir, pixel_values):
         return load_model_folder(model_dir)(pixel_values=pixel_values).logits
 
 
-def test_pushed_model_loads_by_repo_id_in_fresh_process_then_offline_from_cache(loopback_hub, model_dir, tmp_path):
-    result = push_folder_to_hub(model_dir, REPO)
-    assert result.created_commit
+def test_cli_push_then_load_by_repo_id_in_fresh_process_then_offline_from_cache(loopback_hub, model_dir, tmp_path):
+    # The push runs as users run it: the script, in its own process, told where the Hub is only by HF_ENDPOINT
+    # and who they are only by HF_TOKEN.
+    push_env = hub_subprocess_env(loopback_hub, tmp_path / "pusher_hf_home")
+    push_env["PYTHONPATH"] = str(REPO_ROOT)
+    script = str(REPO_ROOT / "scripts" / "push_to_hub.py")
+    run_python(f"import runpy, sys; sys.argv = {[script, '--model_dir', str(model_dir), '--repo_id', REPO]!r}; "
+               f"runpy.run_path({script!r}, run_name='__main__')", cwd=tmp_path, env=push_env)
+    assert "model.safetensors" in HfApi().list_repo_files(REPO)
+
     pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     save_file({"pixel_values": pixel_values}, tmp_path / "inputs.safetensors")
     hf_home = tmp_path / "fresh_hf_home"  # an empty cache, not the pushing process's
@@ -151,6 +159,13 @@ def test_script_pushes_and_refuses_with_distinct_exit_codes(loopback_hub, model_
     (model_dir / "config.json").unlink()
     assert main(["--model_dir", str(model_dir), "--repo_id", REPO]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_push_uses_the_token_from_hf_token(loopback_hub, model_dir, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "hf_not_the_right_token")
+    with pytest.raises(PushError, match="401"):
+        push_folder_to_hub(model_dir, REPO)
+    assert loopback_hub.requests_to("commit") == []
 
 
 def test_failed_upload_raises_push_error(loopback_hub, model_dir):

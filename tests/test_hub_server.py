@@ -10,7 +10,8 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from hub_fixtures import loopback_hub  # noqa: F401
+from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
+from hub_fixtures import save_tiny_model
 from poolformer_hf.testing import LoopbackHub, git_blob_id
 
 REPO = "org/files"
@@ -122,3 +123,13 @@ def test_stopped_server_refuses_connections():
     hub.stop()
     with pytest.raises(httpx2.ConnectError):
         httpx2.get(f"{endpoint}/api/models/{REPO}")
+
+
+def test_transformers_push_to_hub_round_trips(loopback_hub, tmp_path):
+    model = save_tiny_model(tmp_path / "model")
+    model.push_to_hub(REPO)
+
+    files = HfApi().list_repo_files(REPO)
+    assert {"config.json", "model.safetensors", "modeling_poolformer.py"} <= set(files)
+    pushed = hf_hub_download(REPO, "model.safetensors")
+    assert open(pushed, "rb").read() == (tmp_path / "model" / "model.safetensors").read_bytes()

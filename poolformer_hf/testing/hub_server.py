@@ -7,8 +7,11 @@
 `push_to_hub`) can be driven end to end without internet::
 
     with LoopbackHub() as hub:
-        os.environ["HF_ENDPOINT"] = hub.endpoint   # read by huggingface_hub at import time
-        os.environ["HF_TOKEN"] = hub.token
+        env = {**os.environ, "HF_ENDPOINT": hub.endpoint, "HF_TOKEN": hub.token}
+        subprocess.run([sys.executable, "client.py"], env=env)
+
+huggingface_hub reads HF_ENDPOINT when it is imported: a process that imported it already must
+also patch `huggingface_hub.constants.ENDPOINT` (see tests/hub_fixtures.py).
 
 Uploads: the client asks `preupload` how to send each file and sends "regular" files inline
 (base64) in the commit, "lfs" files through LFS or Xet storage. This server answers "regular" for
@@ -130,10 +133,6 @@ class LoopbackHub:
         with self._lock:
             self._failures[route] = _Failure(status, times)
 
-    def clear_failures(self) -> None:
-        with self._lock:
-            self._failures.clear()
-
     def requests_to(self, route: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.route == route]
 
@@ -190,8 +189,8 @@ class _Handler(BaseHTTPRequestHandler):
         route, params, methods = _route(url.path)
         self.hub.requests.append(RecordedRequest(self.command, route, url.path))
         self.query = parse_qs(url.query)
-        self.body = self._read_body()
         try:
+            self.body = self._read_body()
             if route is None or self.command not in methods:
                 raise HubError(404, f"Not implemented by the loopback Hub: {self.command} {url.path}")
             status = self.hub._take_failure(route)
@@ -200,19 +199,15 @@ class _Handler(BaseHTTPRequestHandler):
             getattr(self, f"_{route}")(**params)
         except HubError as err:
             self._send_error(err)
+        except Exception as exc:  # a malformed request or a server bug: answer instead of dropping the connection
+            self._send_error(HubError(500, f"Loopback Hub could not handle {self.command} {url.path}: {exc!r}"))
 
     def _read_body(self) -> bytes:
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            chunks = []
-            while True:
-                size = int(self.rfile.readline().split(b";")[0], 16)
-                chunk = self.rfile.read(size + 2)[:size]  # each chunk ends with CRLF
-                if size == 0:
-                    break
-                chunks.append(chunk)
-            return b"".join(chunks)
-        length = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(length) if length else b""
+        if "Content-Length" not in self.headers:
+            if self.headers.get("Transfer-Encoding"):
+                raise HubError(411, "The loopback Hub needs a Content-Length (no chunked uploads)")
+            return b""
+        return self.rfile.read(int(self.headers["Content-Length"]))
 
     def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None, ctype="application/json"):
         self.send_response(status)
@@ -392,7 +387,8 @@ class _Handler(BaseHTTPRequestHandler):
     def _refs(self, repo: str) -> None:
         record = self._readable_repo(repo)
         branches = [
-            {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid} for name, oid in sorted(record.branches.items())
+            {"name": name, "ref": f"refs/heads/{name}", "targetCommit": oid}
+            for name, oid in sorted(record.branches.items())
         ]
         payload = {"branches": branches, "converts": [], "tags": []}
         if "include_prs" in self.query:
@@ -437,10 +433,8 @@ def _tree_entries(commit: Commit, prefix: str, recursive: bool, store: HubStore)
         if recursive or len(parts) == 1:
             files.append({"type": "file", "oid": blob_id, "size": len(store.blob(blob_id)), "path": path})
     # A folder's id only has to change when its content does; git's real tree hash is not needed.
-    return [
-        {"type": "directory", "oid": hashlib.sha1("".join(sorted(folders[p])).encode()).hexdigest(), "size": 0, "path": p}
-        for p in sorted(folders)
-    ] + files
+    tree_ids = {p: hashlib.sha1("".join(sorted(ids)).encode()).hexdigest() for p, ids in folders.items()}
+    return [{"type": "directory", "oid": tree_ids[p], "size": 0, "path": p} for p in sorted(folders)] + files
 
 
 def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:

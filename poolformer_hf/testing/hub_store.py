@@ -18,7 +18,9 @@ from typing import Mapping
 DEFAULT_BRANCH = "main"
 
 # What the real Hub commits when it creates a model repo; kept so listings look like the Hub's.
-INITIAL_GITATTRIBUTES = b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+INITIAL_GITATTRIBUTES = (
+    b"*.safetensors filter=lfs diff=lfs merge=lfs -text\n*.bin filter=lfs diff=lfs merge=lfs -text\n"
+)
 
 
 class HubError(Exception):
@@ -116,7 +118,8 @@ class HubStore:
                 raise HubError(409, f"You already created this model repo: {repo_id}")
             repo = Repo(repo_id=repo_id, private=private, created_at=_now())
             self._repos[repo_id] = repo
-        self.commit(repo_id, DEFAULT_BRANCH, {".gitattributes": INITIAL_GITATTRIBUTES}, [], "initial commit", "", author)
+        initial = {".gitattributes": INITIAL_GITATTRIBUTES}
+        self.commit(repo_id, DEFAULT_BRANCH, initial, [], title="initial commit", message="", author=author)
         return repo
 
     def create_branch(self, repo_id: str, branch: str, starting_point: str | None) -> None:
