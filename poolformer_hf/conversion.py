@@ -221,8 +221,9 @@ def load_foreign_pretrained(cls, path, *model_args, **kwargs):
     from transformers.modeling_utils import PreTrainedModel
     from safetensors.torch import save_file
 
-    if path is None or (isinstance(path, (str, os.PathLike)) and os.path.isfile(path)):
+    if not isinstance(path, (str, os.PathLike)) or os.path.isfile(path):
         return None
+    path = os.fspath(path)
     hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
     config_dict = _read_config_dict(path, hub_kwargs)
     if config_dict is None or config_dict.get("model_type") != "poolformer":
@@ -237,3 +238,25 @@ def load_foreign_pretrained(cls, path, *model_args, **kwargs):
         save_file({key: tensor.contiguous() for key, tensor in state_dict.items()}, os.path.join(folder, "model.safetensors"),
                   metadata={"format": "pt"})
         return PreTrainedModel.from_pretrained.__func__(cls, folder, *model_args, **kwargs)
+
+
+def convert_state_dict(state_dict: dict, model: torch.nn.Module, source_format: str | None = None) -> dict:
+    """A state dict of any known format, renamed and reshaped for `model`, checked to fill it exactly.
+
+    Missing or surplus tensors raise a ValueError naming them (e.g. a checkpoint of another variant).
+    """
+    source_format = source_format or detect_format(state_dict)
+    renamed = rename_keys(state_dict, source_format)
+    prefix = getattr(model, "base_model_prefix", "") + "."
+    if not any(key.startswith(prefix) for key in model.state_dict()):
+        # A base model (PoolFormerModel) has no prefix and no classifier.
+        renamed = {key.removeprefix(prefix): value for key, value in renamed.items() if key.startswith(prefix)}
+    fitted = fit_to_model(renamed, model)
+    expected = set(model.state_dict())
+    missing, surplus = sorted(expected - set(fitted)), sorted(set(fitted) - expected)
+    if missing or surplus:
+        raise ValueError(
+            f"The {source_format} checkpoint does not match this config (wrong variant?): "
+            f"{len(missing)} tensor(s) missing, e.g. {missing[:3]}; {len(surplus)} unexpected, e.g. {surplus[:3]}"
+        )
+    return fitted
