@@ -111,7 +111,10 @@ def _code_files(model_dir: Path, configs: dict[str, dict]) -> list[str]:
     needed: set[str] = set()
     for config_name, config in configs.items():
         for auto_class, reference in (config.get("auto_map") or {}).items():
-            references = reference if isinstance(reference, list) else [reference]
+            # A class reference, a list of them (tokenizers) or a dict of them by backend (image processors).
+            references = reference.values() if isinstance(reference, dict) else (
+                reference if isinstance(reference, list) else [reference]
+            )
             for ref in filter(None, references):
                 if "--" in ref:  # "org/repo--module.Class": code that lives in another repo
                     continue
@@ -131,8 +134,9 @@ def _code_files(model_dir: Path, configs: dict[str, dict]) -> list[str]:
 
 
 def _load_class(config: dict, model_dir: Path):
-    """The Auto class (or built-in class) a user would load this folder's model with."""
+    """The model class a user gets from this folder: its own code (auto_map) or a built-in transformers class."""
     import transformers
+    from transformers.dynamic_module_utils import get_class_from_dynamic_module
     # Built-in model types only: ones registered at runtime (as importing poolformer_hf does) are not
     # there for a user who loads the repo without this package.
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
@@ -141,7 +145,12 @@ def _load_class(config: dict, model_dir: Path):
     auto_map = config.get("auto_map") or {}
     for auto_class, reference in auto_map.items():
         if auto_class.startswith("AutoModel") and str(reference).rsplit(".", 1)[-1] in architectures:
-            return getattr(transformers, auto_class)
+            # The folder's code files, imported as trust_remote_code imports them for users. Not the Auto class:
+            # in a process that imported poolformer_hf it would pick the package's registered classes instead.
+            try:
+                return get_class_from_dynamic_module(reference, str(model_dir))
+            except Exception as exc:  # whatever the shipped code raises on import
+                raise _refuse(model_dir, f"the code of auto_map[{auto_class!r}] does not import: {exc}") from exc
     model_type = config.get("model_type")
     if model_type not in CONFIG_MAPPING_NAMES:
         raise _refuse(
@@ -169,15 +178,14 @@ def _checkpoint_shapes(model_dir: Path) -> dict[str, list[int]]:
 def _check_shapes(model_dir: Path, model_class) -> None:
     """Compare the checkpoint's tensor shapes with those config.json implies, naming the first few that differ."""
     import torch
-    from transformers import AutoConfig
+    from transformers import AutoConfig, AutoModel
 
     try:
-        config = AutoConfig.from_pretrained(str(model_dir), trust_remote_code=True)
         with torch.device("meta"):  # shapes only: no memory, no initialization
-            if hasattr(model_class, "from_config"):
-                model = model_class.from_config(config, trust_remote_code=True)
+            if model_class is AutoModel:
+                model = AutoModel.from_config(AutoConfig.from_pretrained(str(model_dir)))
             else:
-                model = model_class(config)
+                model = model_class(model_class.config_class.from_pretrained(str(model_dir)))
     except Exception as exc:  # config or model code that does not build
         raise _refuse(model_dir, f"config.json does not build a model: {exc}") from exc
     expected = {key: list(tensor.shape) for key, tensor in model.state_dict().items()}

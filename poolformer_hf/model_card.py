@@ -1,7 +1,7 @@
 """Model cards (README.md with YAML metadata) for presets and trained folders, from one template.
 
 The numbers in a card are of two kinds and the card keeps them apart:
-- measured here, on the architecture the card describes: parameters and MACs at 224²
+- measured here, on the architecture the card describes (`complexity.measure`): parameters and MACs at 224²
   (MACs = FLOPs / 2, as `torch.utils.flop_counter.FlopCounterMode` counts convolutions and matrix products);
   and, for a trained folder, the evaluation results its Trainer wrote;
 - reported by the papers for the authors' ImageNet-1k weights, quoted with their source and never put in
@@ -15,10 +15,12 @@ import string
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from huggingface_hub import EvalResult, ModelCardData
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+
+from .complexity import measure
+from .configuration_poolformer import PoolFormerConfig
+from .presets import PRESET_NAMES
 
 MAC_IMAGE_SIZE = 224
 # Hub namespace the preset cards' usage snippets load from.
@@ -285,28 +287,6 @@ print(classifier(Image.new("RGB", (320, 240), (124, 116, 104))))
 """
 
 
-# -- measuring ---------------------------------------------------------------------------------
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def count_macs(model: nn.Module, image_size: int = MAC_IMAGE_SIZE) -> int:
-    """Multiply-accumulates of one forward pass on a (1, 3, image_size, image_size) input."""
-    device = next(model.parameters()).device
-    pixel_values = torch.zeros(1, model.config.num_channels, image_size, image_size, device=device)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(pixel_values=pixel_values)
-    return counter.get_total_flops() // 2
-
-
-def meta_twin(model: nn.Module) -> nn.Module:
-    """An uninitialized copy of `model` on the meta device: same shapes, no memory, instant forward."""
-    with torch.device("meta"):
-        return type(model)(model.config)
-
-
 # -- facts for a preset or a folder -----------------------------------------------------------
 
 # Config fields that do not change the architecture: training regularization, init, eval crop, backbone outputs.
@@ -323,13 +303,8 @@ def _architecture(config) -> dict:
     return {k: v for k, v in config.to_dict().items() if k not in generic and k not in NON_ARCHITECTURE_FIELDS}
 
 
-def match_preset(config) -> str | None:
+def match_preset(config: PoolFormerConfig) -> str | None:
     """The preset whose architecture `config` describes (whatever its head size and training settings), if any."""
-    from .configuration_poolformer import PoolFormerConfig
-    from .presets import PRESET_NAMES
-
-    if getattr(config, "model_type", None) != PoolFormerConfig.model_type:
-        return None
     own = _architecture(config)
     return next((name for name in PRESET_NAMES if _architecture(PoolFormerConfig.from_preset(name)) == own), None)
 
@@ -362,12 +337,8 @@ def describe_architecture(config) -> str:
 
 def preset_facts(preset: str, repo_id: str) -> CardFacts:
     """Facts for a preset with its ImageNet-1k head, measured on a meta-device build."""
-    from .configuration_poolformer import PoolFormerConfig
-    from .modeling_poolformer import PoolFormerForImageClassification
-
     config = PoolFormerConfig.from_preset(preset, num_labels=1000)
-    with torch.device("meta"):
-        model = PoolFormerForImageClassification(config)
+    counts = measure(config, image_size=MAC_IMAGE_SIZE)
     title, family_tag = _family(preset)
     return CardFacts(
         repo_id=repo_id,
@@ -377,8 +348,8 @@ def preset_facts(preset: str, repo_id: str) -> CardFacts:
             "a MetaFormer from the papers below, as a Hugging Face Transformers model."
         ),
         architecture=describe_architecture(config),
-        params=count_parameters(model),
-        macs=count_macs(model),
+        params=counts["params"],
+        macs=counts["macs"],
         num_labels=config.num_labels,
         crop_pct=config.crop_pct,
         tags=sorted({*BASE_TAGS, family_tag}),
@@ -405,10 +376,16 @@ def read_eval_results(model_dir: str | Path) -> dict[str, float]:
 
 
 def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dataset: str | None = None) -> CardFacts:
-    """Facts for a trained or converted folder, given the model loaded from it."""
+    """Facts for a trained or converted folder, given the model loaded from it (a poolformer_hf classifier)."""
     model_dir = Path(model_dir)
-    config = model.config
-    twin = meta_twin(model)
+    if getattr(model.config, "model_type", None) != PoolFormerConfig.model_type:
+        raise ValueError(
+            f"can only write a model card for a {PoolFormerConfig.model_type} model, not model_type "
+            f"{model.config.model_type!r}: put a README.md in {model_dir}"
+        )
+    # The folder's config may be an instance of its own copy of the class (trust_remote_code): rebuild ours.
+    config = PoolFormerConfig.from_dict(model.config.to_dict())
+    counts = measure(config, image_size=MAC_IMAGE_SIZE)
     name = repo_id.split("/")[-1]
     preset = match_preset(config)
     if preset is None:
@@ -434,8 +411,8 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
         title=name,
         summary=summary,
         architecture=describe_architecture(config),
-        params=count_parameters(twin),
-        macs=count_macs(twin),
+        params=counts["params"],
+        macs=counts["macs"],
         num_labels=config.num_labels,
         crop_pct=crop_pct,
         tags=tags,

@@ -1,7 +1,10 @@
 """Publishing a model folder with the real huggingface_hub client against a loopback Hub (no internet)."""
 
 import json
+import os
 import runpy
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -10,19 +13,19 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
 
 from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
-from hub_fixtures import REPO_ROOT, folder_digest, hub_subprocess_env, run_python, save_tiny_model
-from poolformer_hf.hub import PushError, push_folder_to_hub, validate_model_folder
+from conftest import run_isolated
+from hub_fixtures import REPO_ROOT, folder_digest, fresh_cache_env, save_tiny_model
+from poolformer_hf.hub import PushError, load_model_folder, push_folder_to_hub, validate_model_folder
 
 REPO = "test-org/tiny-poolformer"
 
-# Run in a fresh interpreter whose cwd is a temp dir and without PYTHONPATH: poolformer_hf is not importable,
-# so everything comes from the repo (code files included) through huggingface_hub.
+# Run by conftest.run_isolated: a fresh `python -I` in a temp dir where poolformer_hf cannot be imported, so
+# everything, code files included, comes from the repo through huggingface_hub.
 LOAD_BY_REPO_ID = """
-import importlib.util, re
+import re
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForImageClassification
-assert importlib.util.find_spec("poolformer_hf") is None, "poolformer_hf must not be importable here"
 model = AutoModelForImageClassification.from_pretrained({repo!r}, trust_remote_code=True).eval()
 with torch.no_grad():
     logits = model(pixel_values=load_file("inputs.safetensors")["pixel_values"]).logits
@@ -32,7 +35,7 @@ RUN_CARD_SNIPPETS = """
 from huggingface_hub import hf_hub_download
 card = open(hf_hub_download({repo!r}, "README.md")).read()
 snippets = re.findall(r"```python\\n(.*?)```", card, flags=re.S)
-assert len(snippets) >= 1, card
+assert len(snippets) == 2, card  # AutoModel + processor, and pipeline
 for snippet in snippets:
     exec(snippet, {{}})
 """
@@ -45,35 +48,28 @@ def model_dir(tmp_path):
     return folder
 
 
-def _local_logits(model_dir, pixel_values):
-    from poolformer_hf.hub import load_model_folder
-
-    with torch.no_grad():
-        return load_model_folder(model_dir)(pixel_values=pixel_values).logits
-
-
 def test_cli_push_then_load_by_repo_id_in_fresh_process_then_offline_from_cache(loopback_hub, model_dir, tmp_path):
-    # The push runs as users run it: the script, in its own process, told where the Hub is only by HF_ENDPOINT
-    # and who they are only by HF_TOKEN.
-    push_env = hub_subprocess_env(loopback_hub, tmp_path / "pusher_hf_home")
-    push_env["PYTHONPATH"] = str(REPO_ROOT)
-    script = str(REPO_ROOT / "scripts" / "push_to_hub.py")
-    run_python(f"import runpy, sys; sys.argv = {[script, '--model_dir', str(model_dir), '--repo_id', REPO]!r}; "
-               f"runpy.run_path({script!r}, run_name='__main__')", cwd=tmp_path, env=push_env)
+    # The push runs as users run it: the script in its own process, told where the Hub is only by HF_ENDPOINT
+    # and who they are only by HF_TOKEN (both set by the fixture).
+    env = {**os.environ, **fresh_cache_env(tmp_path / "pusher_hf_home"), "PYTHONPATH": str(REPO_ROOT)}
+    script = [sys.executable, str(REPO_ROOT / "scripts" / "push_to_hub.py"), "--model_dir", str(model_dir)]
+    pushed = subprocess.run(script + ["--repo_id", REPO], env=env, capture_output=True, text=True, timeout=300)
+    assert pushed.returncode == 0, pushed.stderr
     assert "model.safetensors" in HfApi().list_repo_files(REPO)
 
     pixel_values = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     save_file({"pixel_values": pixel_values}, tmp_path / "inputs.safetensors")
-    hf_home = tmp_path / "fresh_hf_home"  # an empty cache, not the pushing process's
-    expected = _local_logits(model_dir, pixel_values)
+    with torch.no_grad():
+        expected = load_model_folder(model_dir)(pixel_values=pixel_values).logits
+    user_cache = fresh_cache_env(tmp_path / "user_hf_home")  # empty: not the pushing process's cache
 
     online = LOAD_BY_REPO_ID.format(repo=REPO, out="online.safetensors") + RUN_CARD_SNIPPETS.format(repo=REPO)
-    run_python(online, cwd=tmp_path, env=hub_subprocess_env(loopback_hub, hf_home))
+    run_isolated(online, cwd=tmp_path, env_overrides=user_cache)
     assert torch.equal(load_file(tmp_path / "online.safetensors")["logits"], expected)
 
     loopback_hub.stop()  # nothing answers any more: the next load can only use the cache
     offline = LOAD_BY_REPO_ID.format(repo=REPO, out="offline.safetensors")
-    run_python(offline, cwd=tmp_path, env=hub_subprocess_env(None, hf_home, offline=True))
+    run_isolated(offline, cwd=tmp_path, env_overrides=fresh_cache_env(tmp_path / "user_hf_home", offline=True))
     assert torch.equal(load_file(tmp_path / "offline.safetensors")["logits"], expected)
 
 

@@ -10,14 +10,8 @@ from huggingface_hub import ModelCard
 
 from hub_fixtures import REPO_ROOT, save_tiny_model
 from poolformer_hf import PRESET_NAMES, PoolFormerConfig, PoolFormerForImageClassification
-from poolformer_hf.model_card import (
-    count_macs,
-    count_parameters,
-    folder_facts,
-    match_preset,
-    preset_card,
-    render_card,
-)
+from poolformer_hf.complexity import count_parameters, measure
+from poolformer_hf.model_card import folder_facts, match_preset, preset_card, render_card
 
 CARDS = REPO_ROOT / "model_cards"
 
@@ -62,25 +56,9 @@ def test_committed_card_of_every_preset_states_its_measured_parameters_and_valid
 @pytest.mark.parametrize("preset", ["poolformer_s12", "caformer_s18", "randformer_s12", "hybrid_pool_spatial_fc_s12"])
 def test_committed_card_is_what_the_generator_writes_now_with_measured_macs(preset):
     text = (CARDS / f"{preset}.md").read_text()
-    macs = count_macs(_meta_model(preset))
+    macs = measure(PoolFormerConfig.from_preset(preset, num_labels=1000))["macs"]
     assert f"**MACs at 224×224:** {macs / 1e9:.2f} G" in text
     assert preset_card(preset) == text
-
-
-def test_macs_are_half_the_counted_flops_of_convolutions_and_matmuls():
-    conv = torch.nn.Conv2d(3, 8, kernel_size=3, padding=1, bias=False)
-
-    class OneConv(torch.nn.Module):
-        config = type("Config", (), {"num_channels": 3})()
-
-        def __init__(self):
-            super().__init__()
-            self.conv = conv
-
-        def forward(self, pixel_values):
-            return self.conv(pixel_values)
-
-    assert count_macs(OneConv(), image_size=10) == 10 * 10 * 8 * 3 * 3 * 3
 
 
 def test_generator_script_writes_the_named_presets(tmp_path):
@@ -102,6 +80,7 @@ def test_folder_card_has_a_model_index_from_the_trainers_results(tmp_path):
     assert metrics == {("accuracy", 0.875, "beans"), ("top_5_accuracy", 1.0, "beans"), ("f1", 0.8, "beans")}
     assert data.model_name == "tiny-beans" and data.datasets == ["beans"]
     assert f"({count_parameters(model):,} parameters)" in text and "| Top-1 accuracy | 87.50 |" in text
+    assert "trust_remote_code=True" in text and "the modeling code ships in this repo" in text
     assert "reported by the paper" not in text  # a tiny custom architecture has no paper number
 
 
