@@ -309,7 +309,6 @@ def match_preset(config: PoolFormerConfig) -> str | None:
     return next((name for name in PRESET_NAMES if _architecture(PoolFormerConfig.from_preset(name)) == own), None)
 
 
-
 def _family(preset: str) -> tuple[str, str]:
     """(display name, family tag) of a preset, e.g. ("CAFormer-S18", "caformer")."""
     prefix, size = preset.rsplit("_", 1)

@@ -84,6 +84,14 @@ def test_folder_card_has_a_model_index_from_the_trainers_results(tmp_path):
     assert "reported by the paper" not in text  # a tiny custom architecture has no paper number
 
 
+def test_card_of_a_converted_imagenet_folder_quotes_the_paper_for_its_preset(tmp_path):
+    model = _meta_model("poolformer_s12")  # the card only reads the config: no weights needed
+    text = render_card(folder_facts(tmp_path, "me/poolformer-s12", model))
+    assert "| PoolFormer-S12 | 77.2 | [MetaFormer is Actually What You Need for Vision]" in text
+    assert "not reproduced by us" in text and "poolformer_s12" in text
+    assert ModelCard(text).data.eval_results is None
+
+
 def test_folder_card_without_results_has_no_model_index(tmp_path):
     model = save_tiny_model(tmp_path)
     data = ModelCard(render_card(folder_facts(tmp_path, "me/tiny", model))).data
