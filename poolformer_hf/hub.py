@@ -52,7 +52,7 @@ class PushResult:
     commit_oid: str
     commit_url: str
     created_commit: bool  # False when the remote already had every file unchanged
-    uploaded: tuple[str, ...]
+    files: tuple[str, ...]  # what the repo now holds from this folder (changed or not)
     skipped: tuple[str, ...]
 
 
@@ -299,7 +299,7 @@ def push_folder_to_hub(
         commit_oid=info.oid,
         commit_url=info.commit_url,
         created_commit=info.oid != head_before,
-        uploaded=tuple(op.path_in_repo for op in operations),
+        files=tuple(op.path_in_repo for op in operations),
         skipped=plan.skipped,
     )
 

@@ -38,7 +38,7 @@ def main(argv=None) -> int:
         return 1
     status = "committed" if result.created_commit else "unchanged, no new commit"
     print(f"{result.repo_id}@{result.revision}: {status} ({result.commit_url})")
-    print(f"  uploaded: {', '.join(result.uploaded)}")
+    print(f"  published files: {', '.join(result.files)}")
     if result.skipped:
         print(f"  not uploaded: {', '.join(result.skipped)}")
     return 0
