@@ -69,6 +69,7 @@ def save_tiny_model(folder: Path, num_labels: int = 3, seed: int = 0):
     torch.manual_seed(seed)
     model = PoolFormerForImageClassification(tiny_config(num_labels=num_labels)).eval()
     model.save_pretrained(folder)
-    processor = PoolFormerImageProcessor(crop_pct=0.9, size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64})
+    crop = {"height": 64, "width": 64}
+    processor = PoolFormerImageProcessor(crop_pct=0.9, size={"shortest_edge": 64}, crop_size=crop)
     processor.save_pretrained(folder)
     return model
