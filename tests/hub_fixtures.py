@@ -11,8 +11,6 @@ subprocesses (which inherit the environment). No HF_HUB_DISABLE_XET is needed: t
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -54,22 +52,6 @@ def loopback_hub(tmp_path, monkeypatch):
         yield hub
     finally:
         hub.stop()
-
-
-def run_without_package(code: str, cwd: Path, env_overrides: dict[str, str], timeout: float = 300) -> str:
-    """Run `code` in a fresh `python -I` (no cwd, no PYTHONPATH on sys.path) where `import poolformer_hf` fails.
-
-    Unlike `isolated_python.run_isolated` it may go online (to the loopback Hub): the caller sets HF_HUB_OFFLINE.
-    The sys.modules entry blocks the package even where it is pip-installed, so only code that travels with a
-    repo (trust_remote_code) can run.
-    """
-    env = {**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **env_overrides}
-    block = "import sys; sys.modules['poolformer_hf'] = None\n"
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", block + code], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, f"isolated run failed:\n{result.stdout}\n{result.stderr[-4000:]}"
-    return result.stdout
 
 
 def folder_digest(folder: Path) -> dict[str, bytes]:

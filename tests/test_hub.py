@@ -13,12 +13,13 @@ from huggingface_hub.errors import RepositoryNotFoundError
 from safetensors.torch import load_file, save_file
 
 from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
-from hub_fixtures import REPO_ROOT, folder_digest, fresh_cache_env, run_without_package, save_tiny_model
+from hub_fixtures import REPO_ROOT, folder_digest, fresh_cache_env, save_tiny_model
+from isolated_python import run_isolated
 from poolformer_hf.hub import PushError, load_model_folder, push_folder_to_hub, validate_model_folder
 
 REPO = "test-org/tiny-poolformer"
 
-# Run by run_without_package: a fresh `python -I` in a temp dir where poolformer_hf cannot be imported, so
+# Run by run_isolated: a fresh `python -I` in a temp dir where poolformer_hf cannot be imported, so
 # everything, code files included, comes from the repo through huggingface_hub.
 LOAD_BY_REPO_ID = """
 import re
@@ -63,12 +64,12 @@ def test_cli_push_then_load_by_repo_id_in_fresh_process_then_offline_from_cache(
     user_cache = fresh_cache_env(tmp_path / "user_hf_home")  # empty: not the pushing process's cache
 
     online = LOAD_BY_REPO_ID.format(repo=REPO, out="online.safetensors") + RUN_CARD_SNIPPETS.format(repo=REPO)
-    run_without_package(online, cwd=tmp_path, env_overrides=user_cache)
+    run_isolated(online, tmp_path, env_overrides=user_cache)
     assert torch.equal(load_file(tmp_path / "online.safetensors")["logits"], expected)
 
     loopback_hub.stop()  # nothing answers any more: the next load can only use the cache
     offline = LOAD_BY_REPO_ID.format(repo=REPO, out="offline.safetensors")
-    run_without_package(offline, tmp_path, fresh_cache_env(tmp_path / "user_hf_home", offline=True))
+    run_isolated(offline, tmp_path, env_overrides=fresh_cache_env(tmp_path / "user_hf_home", offline=True))
     assert torch.equal(load_file(tmp_path / "offline.safetensors")["logits"], expected)
 
 
