@@ -3,11 +3,10 @@
 import numpy as np
 import PIL.Image
 from transformers.image_processing_backends import PilBackend
-from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import PILImageResampling, SizeDict, torch_pil_interpolation_mapping
 
 from .image_inputs import to_rgb_array
-from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin, resize_plan
+from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin
 
 
 class PoolFormerImageProcessorPil(PoolFormerImageProcessingMixin, PilBackend):
@@ -21,10 +20,11 @@ class PoolFormerImageProcessorPil(PoolFormerImageProcessingMixin, PilBackend):
 
     def process_image(self, image, input_data_format=None, **kwargs) -> np.ndarray:
         """One input image as a (3, H, W) array on the 0–255 scale (uint8, or float32 for non-8-bit sources)."""
-        return np.ascontiguousarray(np.moveaxis(to_rgb_array(image, input_data_format), -1, 0))
+        # A channels-first view of the channels-last array: Pillow gets it back without a copy when resizing.
+        return np.moveaxis(to_rgb_array(image, input_data_format), -1, 0)
 
     def resize(self, image: np.ndarray, size: SizeDict, resample=None, **kwargs) -> np.ndarray:
-        """Resize a (C, H, W) array to `size["height"]` × `size["width"]`."""
+        """Resize a (C, H, W) array to `size.height` × `size.width`."""
         if image.dtype == np.uint8:
             return super().resize(image, size, resample, **kwargs)
         resample = _pil_resample(resample)
@@ -34,43 +34,22 @@ class PoolFormerImageProcessorPil(PoolFormerImageProcessingMixin, PilBackend):
         ]
         return np.clip(np.stack(channels), 0.0, 255.0)  # bicubic overshoots; Pillow clamps 8-bit images too
 
-    def _preprocess(
-        self,
-        images: list[np.ndarray],
-        do_resize: bool,
-        size: SizeDict,
-        resample,
-        do_center_crop: bool,
-        crop_size: SizeDict,
-        do_rescale: bool,
-        rescale_factor: float,
-        do_normalize: bool,
-        image_mean,
-        image_std,
-        do_pad: bool | None,
-        pad_size: SizeDict | None,
-        return_tensors=None,
-        crop_pct: float | None = None,
-        **kwargs,
-    ) -> BatchFeature:
-        processed = []
-        for image in images:
-            if do_resize:
-                rows, cols, (height, width) = resize_plan(
-                    image.shape[1], image.shape[2], size, crop_pct, crop_size if do_center_crop else None
-                )
-                image = self.resize(image[:, rows, cols], SizeDict(height=height, width=width), resample)
-            if do_center_crop:
-                image = self.center_crop(image, crop_size)
-            if do_rescale:
-                image = self.rescale(image, rescale_factor)
-            if do_normalize:
-                image = self.normalize(image, image_mean, image_std)
-            processed.append(image)
+    def rescale_and_normalize(
+        self, image: np.ndarray, do_rescale: bool, rescale_factor: float, do_normalize: bool, image_mean, image_std
+    ) -> np.ndarray:
+        if do_rescale:
+            image = self.rescale(image, rescale_factor)
+        if do_normalize:
+            image = self.normalize(image, image_mean, image_std)
+        return image
 
-        if do_pad:
-            processed = self.pad(processed, pad_size=pad_size)
-        return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
+    @staticmethod
+    def _batches(images: list[np.ndarray]) -> list[tuple[list[int], np.ndarray]]:
+        return [([index], image) for index, image in enumerate(images)]  # Pillow resizes one image at a time
+
+    @staticmethod
+    def _unbatch(image: np.ndarray) -> list[np.ndarray]:
+        return [image]
 
 
 def _pil_resample(resample) -> PILImageResampling:

@@ -2,11 +2,10 @@
 
 import torch
 from transformers.image_processing_backends import TorchvisionBackend
-from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import SizeDict
 
 from .image_inputs import to_rgb_array
-from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin, resize_plan
+from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin
 
 
 class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBackend):
@@ -27,50 +26,23 @@ class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBacken
         tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
         return tensor.to(device) if device is not None else tensor
 
-    def _preprocess(
-        self,
-        images: list[torch.Tensor],
-        do_resize: bool,
-        size: SizeDict,
-        resample,
-        do_center_crop: bool,
-        crop_size: SizeDict,
-        do_rescale: bool,
-        rescale_factor: float,
-        do_normalize: bool,
-        image_mean,
-        image_std,
-        do_pad: bool | None,
-        pad_size: SizeDict | None,
-        return_tensors=None,
-        crop_pct: float | None = None,
-        **kwargs,
-    ) -> BatchFeature:
-        # Group by shape and dtype: stacking uint8 with float32 would resize the uint8 images without the rounding
+    def resize(self, image: torch.Tensor, size: SizeDict, resample=None, **kwargs) -> torch.Tensor:
+        resized = super().resize(image, size, resample, **kwargs)
+        # Bicubic overshoots; torch rounds and clamps uint8 images, so clamp float ones to the same range.
+        return resized.clamp(0.0, 255.0) if resized.is_floating_point() else resized
+
+    @staticmethod
+    def _batches(images: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+        # By shape and dtype: stacking uint8 with float32 would resize the uint8 images without the rounding
         # transformers applies to them.
         groups: dict[tuple, list[int]] = {}
         for index, image in enumerate(images):
             groups.setdefault((tuple(image.shape), image.dtype), []).append(index)
+        return [(indices, torch.stack([images[i] for i in indices])) for indices in groups.values()]
 
-        processed: list[torch.Tensor | None] = [None] * len(images)
-        for (shape, _), indices in groups.items():
-            batch = torch.stack([images[i] for i in indices])
-            if do_resize:
-                rows, cols, (height, width) = resize_plan(
-                    shape[1], shape[2], size, crop_pct, crop_size if do_center_crop else None
-                )
-                batch = self.resize(batch[..., rows, cols], SizeDict(height=height, width=width), resample)
-                if batch.is_floating_point():
-                    batch = batch.clamp(0.0, 255.0)  # bicubic overshoots; uint8 images are clamped the same way
-            if do_center_crop:
-                batch = self.center_crop(batch, crop_size)
-            batch = self.rescale_and_normalize(batch, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
-            for i, image in zip(indices, batch):
-                processed[i] = image
-
-        if do_pad:
-            processed = self.pad(processed, pad_size=pad_size)
-        return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
+    @staticmethod
+    def _unbatch(batch: torch.Tensor) -> list[torch.Tensor]:
+        return list(batch)
 
 
 PoolFormerImageProcessor.register_for_auto_class()

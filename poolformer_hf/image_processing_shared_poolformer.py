@@ -7,6 +7,7 @@ when they are saved for `trust_remote_code`, so it imports only from transformer
 
 import math
 
+from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling, SizeDict
 from transformers.processing_utils import ImagesKwargs
 
@@ -64,6 +65,47 @@ class PoolFormerImageProcessingMixin:
     def _validate_preprocess_kwargs(self, crop_pct: float | None = None, **kwargs):
         check_crop_pct(crop_pct)
         super()._validate_preprocess_kwargs(**kwargs)
+
+    def _preprocess(
+        self,
+        images: list,
+        do_resize: bool,
+        size: SizeDict,
+        resample,
+        do_center_crop: bool,
+        crop_size: SizeDict,
+        do_rescale: bool,
+        rescale_factor: float,
+        do_normalize: bool,
+        image_mean,
+        image_std,
+        do_pad: bool | None,
+        pad_size: SizeDict | None,
+        return_tensors=None,
+        crop_pct: float | None = None,
+        **kwargs,
+    ) -> BatchFeature:
+        """Resize (see `resize_plan`), center-crop, rescale and normalize channels-first images of any sizes.
+
+        The backend decides which images go through together (`_batches`) and splits the result (`_unbatch`).
+        """
+        processed = [None] * len(images)
+        for indices, batch in self._batches(images):
+            if do_resize:
+                height, width = batch.shape[-2:]
+                rows, cols, (new_height, new_width) = resize_plan(
+                    height, width, size, crop_pct, crop_size if do_center_crop else None
+                )
+                batch = self.resize(batch[..., rows, cols], SizeDict(height=new_height, width=new_width), resample)
+            if do_center_crop:
+                batch = self.center_crop(batch, crop_size)
+            batch = self.rescale_and_normalize(batch, do_rescale, rescale_factor, do_normalize, image_mean, image_std)
+            for index, image in zip(indices, self._unbatch(batch)):
+                processed[index] = image
+
+        if do_pad:
+            processed = self.pad(processed, pad_size=pad_size)
+        return BatchFeature(data={"pixel_values": processed}, tensor_type=return_tensors)
 
     def to_dict(self) -> dict:
         # save_pretrained names only the class being saved in auto_map; name both backends (both files are copied

@@ -167,6 +167,21 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
             init.ones_(module.scale)
             init.zeros_(module.bias)
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with every head in `auto_map`, not only the one saved.
+
+        transformers would write only the saved class; then `AutoModel.from_pretrained(folder,
+        trust_remote_code=True)` on a saved classifier (as the feature-extraction pipeline does) would find no entry
+        and fall back, by config class name, to transformers' own PoolFormerModel with random weights.
+        """
+        heads = (PoolFormerModel, PoolFormerForImageClassification, PoolFormerBackbone)
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            **{head._auto_class: f"{head.__module__.rsplit('.', 1)[-1]}.{head.__name__}" for head in heads
+               if head._auto_class is not None},
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, which also accepts folders and Hub repos of transformers' built-in

@@ -5,39 +5,27 @@ import subprocess
 import sys
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 
-_GUARD = f"""
-import pathlib, sys
-sys.path[:] = [p for p in sys.path if pathlib.Path(p or ".").resolve() != pathlib.Path({str(ROOT)!r})]
-try:
-    import poolformer_hf
-except ImportError:
-    pass
-else:
-    raise SystemExit("poolformer_hf is importable; the test would prove nothing")
-"""
+# `python -I` keeps the cwd and PYTHONPATH off sys.path, but the package may still be installed (pip install -e .
+# in CI): a None entry in sys.modules makes every `import poolformer_hf` fail, so only code that travels with a
+# saved folder or Hub repo (trust_remote_code) can run.
+_GUARD = "import sys; sys.modules['poolformer_hf'] = None\n"
 
 
-def run_isolated(code: str, workdir: Path, timeout: float = 300) -> str:
-    """Run `code` with the current interpreter in `workdir`, offline, without the worktree on the path.
+def run_isolated(code: str, workdir: Path, timeout: float = 300, env_overrides: dict[str, str] | None = None) -> str:
+    """Run `code` with the current interpreter in `workdir`, without the package, and return its stdout.
 
-    Dynamic modules go to `workdir / "modules"`. Returns stdout; raises AssertionError with stderr on failure.
+    By default the process is offline (HF_HUB_OFFLINE=1) and keeps dynamic modules in `workdir / "modules"`;
+    `env_overrides` replaces any of that (e.g. an HF_ENDPOINT pointing at the loopback Hub). A failure raises
+    AssertionError with the process's output.
     """
-    env = {
-        **os.environ,
-        "PYTHONPATH": "",
-        "HF_HUB_OFFLINE": "1",
-        "HF_MODULES_CACHE": str(workdir / "modules"),
-    }
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
+    env.update({"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(Path(workdir) / "modules")})
+    env.update(env_overrides or {})
     result = subprocess.run(
-        [sys.executable, "-c", _GUARD + code],
-        cwd=workdir,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
+        [sys.executable, "-I", "-c", _GUARD + code],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout,
     )
-    assert result.returncode == 0, f"isolated process failed:\n{result.stderr[-4000:]}"
+    assert result.returncode == 0, f"isolated process failed:\n{result.stdout}\n{result.stderr[-4000:]}"
     return result.stdout

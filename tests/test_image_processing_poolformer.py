@@ -20,7 +20,6 @@ from transformers.models.poolformer.image_processing_poolformer import (
 import poolformer_hf.image_processing_shared_poolformer as shared
 from isolated_python import run_isolated
 from poolformer_hf import PoolFormerConfig
-from poolformer_hf.auto_registration_image import register_image_processors
 from poolformer_hf.image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
 
@@ -34,11 +33,6 @@ IMAGENET_STD = torch.tensor([0.229, 0.224, 0.225])
 @pytest.fixture(scope="module")
 def photos() -> dict[str, PIL.Image.Image]:
     return {name: PIL.Image.fromarray(getattr(skimage.data, name)()) for name in PHOTO_NAMES}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def registered():
-    register_image_processors()
 
 
 def pixels(processor, images, **kwargs) -> torch.Tensor:
