@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from isolated_python import run_isolated
 from safetensors.torch import load_file
 from training_helpers import parse, write_image_folder
@@ -91,8 +92,12 @@ def test_single_process_run_writes_a_hub_ready_folder(single_process_run):
         assert (output_dir / name).is_file(), name
     config = json.loads((output_dir / "config.json").read_text())
     assert config["id2label"] == {str(i): str(i) for i in range(10)}
-    card = (output_dir / "README.md").read_text()
-    assert "model-index" in card and f"value: {round(metrics['eval_accuracy'], 4)}" in card
+    card = yaml.safe_load((output_dir / "README.md").read_text().split("---")[1])
+    results = card["model-index"][0]["results"][0]
+    values = {metric["type"]: metric["value"] for metric in results["metrics"]}
+    assert values["accuracy"] == pytest.approx(metrics["eval_accuracy"])
+    assert values["top_5_accuracy"] == pytest.approx(metrics["eval_top5_accuracy"])
+    assert results["dataset"]["type"] == "sklearn-digits"
     assert 0.0 <= metrics["demo_accuracy"] <= 1.0
 
 

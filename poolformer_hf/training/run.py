@@ -14,7 +14,6 @@ from .data import build_data
 from .demo import classify_split, format_predictions
 from .mixup import BatchMixer
 from .model import build_image_processor, build_model
-from .model_card import write_training_card
 from .trainer import ImageClassificationDataset, ImageClassificationTrainer, collate_images
 from .transforms import eval_transform, processor_image_size, train_transform
 
@@ -109,43 +108,17 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         metrics.update(eval_metrics)
 
     if training_args.do_train and trainer.is_world_process_zero():
-        write_training_card(
-            training_args.output_dir,
-            model_name=Path(training_args.output_dir).name,
-            dataset_name=data.description,
-            dataset_id=data.dataset_id,
-            eval_metrics=metrics,
-            base_model=_hub_id(model_args.model_name_or_path),
-            training_summary=_training_summary(model_args, data_args, training_args, image_processor),
-        )
+        _write_card(training_args.output_dir, trainer.accelerator.unwrap_model(trainer.model), data.dataset_id)
         metrics.update(_demo(training_args.output_dir, data, data_args.num_demo_images))
     return metrics
 
 
-def _hub_id(model_name_or_path: str | None) -> str | None:
-    """The card's base_model metadata takes Hub ids only, not local folders."""
-    if model_name_or_path is None or Path(model_name_or_path).is_dir():
-        return None
-    return model_name_or_path
+def _write_card(output_dir: str, model, dataset_id: str) -> None:
+    """README.md with model-index eval results (read from the folder's all_results.json / eval_results.json)."""
+    from ..model_card import folder_facts, render_card
 
-
-def _training_summary(model_args, data_args, training_args, image_processor) -> str:
-    recipe = {
-        "start": model_args.model_name_or_path
-        or f"preset {model_args.preset or 'poolformer_s12 (shrunk)'} from scratch",
-        "image size": processor_image_size(image_processor),
-        "epochs": training_args.num_train_epochs,
-        "batch size per device": training_args.per_device_train_batch_size,
-        "learning rate": training_args.learning_rate,
-        "optimizer": f"{training_args.optim}, weight decay {training_args.weight_decay}",
-        "schedule": f"{training_args.lr_scheduler_type}, warm-up {training_args.warmup_steps}",
-        "random resized crop": data_args.random_resized_crop,
-        "horizontal flip": data_args.horizontal_flip,
-        "RandAugment": data_args.rand_augment,
-        "mixup / cutmix": f"{data_args.mixup} / {data_args.cutmix}",
-        "label smoothing": data_args.label_smoothing,
-    }
-    return "\n".join(f"- {name}: {value}" for name, value in recipe.items())
+    card = render_card(folder_facts(output_dir, Path(output_dir).name, model, eval_dataset=dataset_id))
+    (Path(output_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
 def _demo(output_dir: str, data, limit: int) -> dict:
