@@ -89,6 +89,7 @@ EVAL_METRICS = {
     "eval_accuracy": ("accuracy", "Top-1 accuracy"),
     "eval_top5_accuracy": ("top_5_accuracy", "Top-5 accuracy"),
     "eval_f1": ("f1", "F1"),
+    "eval_macro_f1": ("f1", "Macro F1"),
 }
 EVAL_RESULT_FILES = ("all_results.json", "eval_results.json")
 

@@ -70,7 +70,7 @@ def test_generator_script_writes_the_named_presets(tmp_path):
 
 def test_folder_card_has_a_model_index_from_the_trainers_results(tmp_path):
     model = save_tiny_model(tmp_path)
-    results = {"eval_accuracy": 0.875, "eval_top5_accuracy": 1.0, "eval_f1": 0.8, "eval_loss": 0.4, "epoch": 3.0}
+    results = {"eval_accuracy": 0.875, "eval_top5_accuracy": 1.0, "eval_macro_f1": 0.8, "eval_loss": 0.4, "epoch": 3.0}
     (tmp_path / "all_results.json").write_text(json.dumps(results))
 
     text = render_card(folder_facts(tmp_path, "me/tiny-beans", model, eval_dataset="beans"))
