@@ -5,6 +5,7 @@ import os
 import sys
 from dataclasses import dataclass, field
 
+import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 DEFAULT_OUTPUT_DIR = "outputs/poolformer-digits"
@@ -31,6 +32,8 @@ TRAINING_DEFAULTS = {
     "seed": 42,
     "report_to": "none",
     "remove_unused_columns": False,
+    # Pinned host memory only helps copies to an accelerator; on a CPU-only machine torch warns that it is unused.
+    "dataloader_pin_memory": torch.cuda.is_available(),
 }
 
 
