@@ -7,7 +7,11 @@ with `trust_remote_code=True` where this package is not installed.
 
 from transformers import AutoBackbone, AutoConfig, AutoModel, AutoModelForImageClassification
 
+from .auto_registration_image import register_image_processors
 from .configuration_poolformer import PoolFormerConfig
+from .image_processing_pil_poolformer import PoolFormerImageProcessorPil
+from .image_processing_poolformer import PoolFormerImageProcessor
+from .labels import imagenet_id2label
 from .modeling_poolformer import (
     PoolFormerBackbone,
     PoolFormerForImageClassification,
@@ -27,6 +31,7 @@ def _register() -> None:
         auto_class.register(PoolFormerConfig, model_class, exist_ok=True)
         model_class.register_for_auto_class(auto_class.__name__)
     PoolFormerConfig.register_for_auto_class()
+    register_image_processors()
 
 
 _register()
@@ -37,6 +42,9 @@ __all__ = [
     "PoolFormerBackbone",
     "PoolFormerConfig",
     "PoolFormerForImageClassification",
+    "PoolFormerImageProcessor",
+    "PoolFormerImageProcessorPil",
     "PoolFormerModel",
     "PoolFormerPreTrainedModel",
+    "imagenet_id2label",
 ]

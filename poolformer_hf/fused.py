@@ -148,33 +148,13 @@ def pooling_mixing(x, norm, pool_size: int, layer_scale=None, res_scale=None, sa
 
 
 # ---------------------------------------------------------------------------------------------------- MLP branch
-def _fc1_rows(n, c, h, w, like, with_bias):
-    """An (N·H·W, C [+ 1]) buffer for the normalized rows, and a channels-last NCHW view of its first C columns. With
-    a bias, the last column holds ones and fc1's weight gets the bias as an extra row: fc1 is one GEMM, with no
-    broadcast copy of the bias into its 4×-wide output."""
-    rows = like.new_empty((n * h * w, c + int(with_bias)))
-    if with_bias:
-        rows[:, c].fill_(1)
-    return rows, rows[:, :c].view(n, h, w, c).permute(0, 3, 1, 2)
-
-
-def _fc1_weight(w1, b1, c):
-    weight = w1.view(-1, c).t()
-    return weight if b1 is None else torch.cat([weight, b1[None, :]])
-
-
 def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps, keep_hidden):
     n, c, h, w = y.shape
     hidden_width = w1.shape[0]
     rows = n * h * w
     normed, mean, rstd = _group_norm(y, gamma, beta, eps)
-    if b1 is None:
-        normed_rows = _rows(normed)
-    else:
-        normed_rows, view = _fc1_rows(n, c, h, w, y, with_bias=True)
-        view.copy_(normed)
-    del normed
-    fc1, fc2 = _fc1_weight(w1, b1, c), w2.view(c, hidden_width).t()
+    normed_rows = _rows(normed)
+    fc1, fc2 = w1.view(hidden_width, c).t(), w2.view(c, hidden_width).t()
     if layer_scale is not None:  # ls·(a·W2ᵀ + b2) = a·(ls·W2)ᵀ + ls·b2
         fc2 = fc2 * layer_scale
         b2 = b2 * layer_scale if b2 is not None else None
@@ -187,8 +167,8 @@ def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_
     row_scale = None if sample_scale is None else sample_scale.repeat_interleave(h * w)[:, None]
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-        pre = torch.mm(normed_rows[start:stop], fc1, out=y.new_empty((stop - start, hidden_width)) if keep_hidden
-                       else buffer[: stop - start])
+        pre = _addmm(b1, normed_rows[start:stop], fc1, out=y.new_empty((stop - start, hidden_width)) if keep_hidden
+                     else buffer[: stop - start])
         if keep_hidden:
             hidden.append(pre)
             act = torch._C._nn.gelu(pre, out=buffer[: stop - start])

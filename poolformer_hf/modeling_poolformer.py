@@ -221,13 +221,26 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
             )
         return super().train(mode)
 
-    def save_pretrained(self, *args, **kwargs):
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """`PreTrainedModel.save_pretrained`, with every head in `auto_map`, not only the one saved.
+
+        transformers would write only the saved class; then `AutoModel.from_pretrained(folder,
+        trust_remote_code=True)` on a saved classifier (as the feature-extraction pipeline does) would find no entry
+        and fall back, by config class name, to transformers' own PoolFormerModel with random weights. A copy made by
+        `fuse_for_inference` refuses: its folded weights do not fit the config's architecture.
+        """
         if self.is_fused_for_inference:
             raise RuntimeError(
                 "This copy was fused for inference: its folded weights do not fit the config's architecture. Save the "
                 "original model instead"
             )
-        return super().save_pretrained(*args, **kwargs)
+        heads = (PoolFormerModel, PoolFormerForImageClassification, PoolFormerBackbone)
+        self.config.auto_map = {
+            **(getattr(self.config, "auto_map", None) or {}),
+            **{head._auto_class: f"{head.__module__.rsplit('.', 1)[-1]}.{head.__name__}" for head in heads
+               if head._auto_class is not None},
+        }
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):

@@ -55,21 +55,3 @@ def max_abs_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 def config():
     return tiny_config()
 
-
-# Run at the start of an isolated interpreter: any attempt to import poolformer_hf fails, so only code that travels
-# with a saved folder (trust_remote_code) can be used.
-BLOCK_PACKAGE = "import sys; sys.modules['poolformer_hf'] = None\n"
-
-
-def run_isolated(code: str, cwd, env_overrides: dict | None = None, timeout: int = 300):
-    """Run `code` in `python -I` (no cwd, no PYTHONPATH on sys.path) with poolformer_hf unimportable."""
-    import subprocess
-
-    env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
-    env.update(env_overrides or {})
-    result = subprocess.run(
-        [sys.executable, "-I", "-c", BLOCK_PACKAGE + code],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout,
-    )
-    assert result.returncode == 0, f"isolated run failed:\nSTDOUT:\n{result.stdout}\nSTDERR:\n{result.stderr}"
-    return result.stdout

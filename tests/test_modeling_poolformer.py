@@ -4,7 +4,8 @@ import pytest
 import torch
 from transformers import AutoBackbone, AutoConfig, AutoModel, AutoModelForImageClassification
 
-from conftest import max_abs_diff, randomize_, run_isolated, tiny_config
+from conftest import max_abs_diff, randomize_, tiny_config
+from isolated_python import run_isolated
 from poolformer_hf import PoolFormerBackbone, PoolFormerForImageClassification, PoolFormerModel
 from poolformer_hf.layers import DropPath
 
@@ -85,7 +86,12 @@ def test_save_and_load_round_trip_uses_safetensors_and_keeps_labels(tmp_path, co
     assert (tmp_path / "model.safetensors").exists()
     assert not list(tmp_path.glob("*.bin"))
     saved = json.loads((tmp_path / "config.json").read_text())
-    assert saved["auto_map"]["AutoModelForImageClassification"].endswith("PoolFormerForImageClassification")
+    assert saved["auto_map"] == {
+        "AutoConfig": "configuration_poolformer.PoolFormerConfig",
+        "AutoModel": "modeling_poolformer.PoolFormerModel",
+        "AutoModelForImageClassification": "modeling_poolformer.PoolFormerForImageClassification",
+        "AutoBackbone": "modeling_poolformer.PoolFormerBackbone",
+    }
     assert (tmp_path / "modeling_poolformer.py").exists() and (tmp_path / "layers.py").exists()
 
     loaded = AutoModelForImageClassification.from_pretrained(tmp_path).eval()
@@ -122,7 +128,7 @@ def test_trust_remote_code_loads_without_the_package(tmp_path, config):
         "with torch.no_grad():\n"
         f"    torch.save(m(x).logits, {str(tmp_path / 'logits.pt')!r})\n"
         "print(type(m).__module__)\n",
-        cwd=tmp_path,
+        tmp_path,
     )
     assert out.startswith("transformers_modules")
     assert max_abs_diff(torch.load(tmp_path / "logits.pt", weights_only=True), expected) == 0

@@ -51,3 +51,16 @@ def test_wrong_variant_is_named():
     ours = PoolFormerForImageClassification(PoolFormerConfig.from_preset("poolformerv2_s24", num_labels=10))
     with pytest.raises(ValueError, match="wrong variant"):
         convert_state_dict(theirs.state_dict(), ours)
+
+
+def test_from_pretrained_loads_a_timm_hub_folder(tmp_path):
+    from timm.models._hub import save_for_hf
+
+    theirs = randomize_(timm.create_model("caformer_s18", num_classes=6), seed=3).eval()
+    theirs.pretrained_cfg = {**theirs.pretrained_cfg, "crop_pct": 0.95}
+    save_for_hf(theirs, str(tmp_path), safe_serialization=True)
+    ours = PoolFormerForImageClassification.from_pretrained(tmp_path).eval()
+    assert ours.config.num_labels == 6 and ours.config.crop_pct == 0.95
+    pixels = torch.randn(1, 3, 96, 96, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert max_abs_diff(ours(pixels).logits, theirs(pixels)) <= 1e-4

@@ -1,0 +1,50 @@
+"""PoolFormer image processor on transformers' torchvision backend (batched tensor ops, CPU or GPU)."""
+
+import torch
+from transformers.image_processing_backends import TorchvisionBackend
+from transformers.image_utils import SizeDict
+
+from .image_inputs import to_rgb_array
+from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin
+
+
+class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBackend):
+    """ImageNet eval transform for PoolFormer / MetaFormer on torch tensors.
+
+    Shortest edge to `int(224 / crop_pct)` (bicubic, antialiased), center crop 224 × 224, rescale by 1/255,
+    normalize with the ImageNet mean and std. Images of one size and dtype are resized together as one batch.
+    With the same settings the output equals transformers' `PoolFormerImageProcessor` on RGB images; unlike it,
+    any PIL mode, uint16/float/bool arrays, EXIF-rotated JPEGs and extreme aspect ratios are handled (see
+    `image_inputs`).
+    """
+
+    def process_image(self, image, input_data_format=None, device: torch.device | None = None, **kwargs):
+        """One input image as a (3, H, W) tensor on the 0–255 scale (uint8, or float32 for non-8-bit sources)."""
+        array = to_rgb_array(image, input_data_format)
+        if not array.flags.writeable:  # torch.from_numpy warns on read-only arrays
+            array = array.copy()
+        tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
+        return tensor.to(device) if device is not None else tensor
+
+    def resize(self, image: torch.Tensor, size: SizeDict, resample=None, **kwargs) -> torch.Tensor:
+        resized = super().resize(image, size, resample, **kwargs)
+        # Bicubic overshoots; torch rounds and clamps uint8 images, so clamp float ones to the same range.
+        return resized.clamp(0.0, 255.0) if resized.is_floating_point() else resized
+
+    @staticmethod
+    def _batches(images: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+        # By shape and dtype: stacking uint8 with float32 would resize the uint8 images without the rounding
+        # transformers applies to them.
+        groups: dict[tuple, list[int]] = {}
+        for index, image in enumerate(images):
+            groups.setdefault((tuple(image.shape), image.dtype), []).append(index)
+        return [(indices, torch.stack([images[i] for i in indices])) for indices in groups.values()]
+
+    @staticmethod
+    def _unbatch(batch: torch.Tensor) -> list[torch.Tensor]:
+        return list(batch)
+
+
+PoolFormerImageProcessor.register_for_auto_class()
+
+__all__ = ["PoolFormerImageProcessor"]

@@ -1,0 +1,93 @@
+"""A torch Dataset over an ImageSplit, its collator, and a Trainer whose loss knows soft targets (label smoothing,
+mixup/cutmix)."""
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from transformers import Trainer, TrainerCallback
+
+from .mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
+from .splits import ImageSplit, open_image
+
+
+class ImageClassificationDataset(torch.utils.data.Dataset):
+    """Items {"pixel_values": transform(image), "labels": class id}; images are decoded when an item is read.
+
+    With a `seed`, the random transform of item i in epoch e draws from its own generator seeded by (seed, e, i),
+    not from torch's global one. So an item is augmented the same whichever process or worker reads it, and
+    the global generator (which Trainer checkpoints) is left to the model (stochastic depth) and to mixup: a run
+    resumed from a checkpoint then draws exactly what the uninterrupted run drew.
+    """
+
+    def __init__(self, split: ImageSplit, transform: Callable, seed: int | None = None):
+        self.split, self.transform, self.seed = split, transform, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.split)
+
+    def __getitem__(self, index: int) -> dict:
+        image = open_image(self.split.images[index])
+        if self.seed is None:
+            pixel_values = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]))
+                pixel_values = self.transform(image)
+        return {"pixel_values": pixel_values, "labels": self.split.labels[index]}
+
+
+class _DatasetEpoch(TrainerCallback):
+    """Tell the training dataset the epoch before its data loader is iterated (resumed runs included)."""
+
+    def __init__(self, dataset: ImageClassificationDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch counts finished epochs, fractional after resuming mid-epoch.
+        self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
+
+
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        "labels": torch.tensor([example["labels"] for example in examples], dtype=torch.long),
+    }
+
+
+class ImageClassificationTrainer(Trainer):
+    """Trainer with the recipe's loss: cross-entropy on smoothed (and, in training, mixed) targets.
+
+    Evaluation uses plain cross-entropy on the true labels, so eval losses compare across recipes.
+    """
+
+    # compute_loss returns a per-batch mean: Trainer divides it by the gradient accumulation steps. Under DDP the
+    # gradient average over equal per-device batches then equals the one-process gradient of the global batch.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, label_smoothing: float = 0.0, batch_mixer: BatchMixer | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if isinstance(self.train_dataset, ImageClassificationDataset):
+            self.add_callback(_DatasetEpoch(self.train_dataset))
+        self.label_smoothing = label_smoothing
+        self.batch_mixer = batch_mixer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        pixel_values = inputs.pop("pixel_values")
+        if model.training:
+            num_labels = self.accelerator.unwrap_model(model).config.num_labels
+            targets = smoothed_one_hot(labels, num_labels, self.label_smoothing)
+            if self.batch_mixer is not None:
+                pixel_values, targets = self.batch_mixer(pixel_values, targets)
+            outputs = model(pixel_values=pixel_values, **inputs)
+            loss = soft_target_cross_entropy(outputs.logits, targets)
+        else:
+            outputs = model(pixel_values=pixel_values, **inputs)
+            loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels)
+        return (loss, outputs) if return_outputs else loss

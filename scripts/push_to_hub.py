@@ -1,0 +1,48 @@
+"""Publish a saved model folder (weights, config, processor, code, model card) to the Hugging Face Hub.
+
+    python scripts/push_to_hub.py --model_dir outputs/poolformer_s12 --repo_id my-org/poolformer-s12 [--private]
+
+Endpoint and token come from huggingface_hub (HF_ENDPOINT, HF_TOKEN or `hf auth login`).
+Exit status: 0 pushed (or nothing changed), 1 the upload failed, 2 the folder was refused (nothing uploaded).
+"""
+
+import argparse
+import sys
+
+from poolformer_hf.hub import PushError, push_folder_to_hub
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model_dir", required=True, help="folder written by save_pretrained / the training script")
+    parser.add_argument("--repo_id", required=True, help="ORG/NAME of the model repo (created if missing)")
+    parser.add_argument("--private", action="store_true", help="create the repo as private")
+    parser.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
+    parser.add_argument("--commit_message", default=None)
+    parser.add_argument("--eval_dataset", default=None, help="dataset the folder's eval results were measured on")
+    args = parser.parse_args(argv)
+    try:
+        result = push_folder_to_hub(
+            args.model_dir,
+            args.repo_id,
+            private=args.private,
+            revision=args.revision,
+            commit_message=args.commit_message,
+            eval_dataset=args.eval_dataset,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except PushError as exc:
+        print(f"error: {exc}\nThe local folder was not modified.", file=sys.stderr)
+        return 1
+    status = "committed" if result.created_commit else "unchanged, no new commit"
+    print(f"{result.repo_id}@{result.revision}: {status} ({result.commit_url})")
+    print(f"  published files: {', '.join(result.files)}")
+    if result.skipped:
+        print(f"  not uploaded: {', '.join(result.skipped)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
