@@ -38,13 +38,18 @@ def _scale_of(module: nn.Module) -> torch.Tensor | None:
     return module.scale if isinstance(module, Scale) else None
 
 
+def _autocasting(x: torch.Tensor) -> bool:
+    return x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)
+
+
 class MetaFormerBlock(GradientCheckpointingLayer):
     """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)));  Z = Y·r2 + drop(ls2 · MLP(Norm2(Y))).
 
     ls (LayerScale) and r (ResScale) are learned per-channel scales, identity where the config turns them off.
     PoolFormer's branches (one-group GroupNorm with pooling; one-group GroupNorm with a GELU MLP) run through the lean
     kernels of `fused.py`: the same parameters and math, fewer memory passes, and in training only the branch inputs
-    are stored (norms, pooling and GELU are recomputed in backward).
+    are stored (norms, pooling and GELU are recomputed in backward). Under autocast the modules run, so that each op
+    gets the precision autocast gives it.
     """
 
     def __init__(self, config: PoolFormerConfig, stage: int, drop_path: float):
@@ -72,14 +77,14 @@ class MetaFormerBlock(GradientCheckpointingLayer):
 
     def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)))."""
-        if self.lean_token_mixing:
+        if self.lean_token_mixing and not _autocasting(x):
             return pooling_mixing(x, self.norm1, self.token_mixer.pool_size, _scale_of(self.layer_scale1),
                                   _scale_of(self.res_scale1), self.branch_factor(x))
         return self.res_scale1(x) + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x))))
 
     def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
         """Z = Y·r2 + drop(ls2 · MLP(Norm2(Y)))."""
-        if self.lean_mlp:
+        if self.lean_mlp and not _autocasting(x):
             return mlp_mixing(x, self.norm2, self.mlp, _scale_of(self.layer_scale2), _scale_of(self.res_scale2),
                               self.branch_factor(x))
         return self.res_scale2(x) + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))

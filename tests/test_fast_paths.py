@@ -208,3 +208,12 @@ def test_compiled_training_step_has_no_graph_break_and_the_same_gradients():
     reference(images(size=32), labels=labels).loss.backward()
     for (name, a), b in zip(model.named_parameters(), reference.parameters()):
         assert max_abs_diff(a.grad, b.grad) <= 1e-5 * max(1.0, b.grad.abs().max().item()), name
+
+
+def test_autocast_runs_the_modules_in_the_precision_autocast_gives_them(config):
+    model = randomize_(PoolFormerForImageClassification(config)).train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images(), labels=torch.tensor([0, 1]))
+    out.loss.backward()
+    assert out.logits.dtype == torch.bfloat16
+    assert all(param.grad is not None and param.grad.dtype == torch.float32 for param in model.parameters())
