@@ -11,8 +11,9 @@ Method:
   (`/proc/self/clear_refs`) after the model, optimizer and batch exist, and the peak RSS of one training step (forward,
   backward, AdamW step, which also allocates the gradients and AdamW state) is reported as the delta over the RSS at
   that point. On CUDA, `torch.cuda.max_memory_allocated` over the same step.
-* Roofline: the model's 1×1 convs as the GEMMs they are (preallocated outputs, same threads, same batch) give the
-  machine's GEMM rate on this model's shapes; the roofline is the model's MACs (all convs) at that rate.
+* Roofline: only the model's 1×1 convs, as the GEMMs they are (bias included, preallocated outputs, same threads,
+  same batch; over the whole batch and in our row chunks), timed interleaved with the float32 inference cases, give
+  the machine's GEMM rate on this model's shapes; the roofline is the model's MACs (all its convs) at that rate.
 """
 
 import gc
@@ -32,7 +33,7 @@ from .configuration_poolformer import PoolFormerConfig
 from .conversion import convert_state_dict, rename_keys
 from .modeling_poolformer import PoolFormerForImageClassification
 
-IMPLEMENTATIONS = ("poolformer_hf", "transformers", "timm")
+IMPLEMENTATIONS = ("poolformer_hf", "transformers", "timm", "roofline")
 NUM_LABELS = 1000
 
 
@@ -183,7 +184,13 @@ def run_inference(models: dict, batches=(1, 32), dtypes=(torch.float32, torch.bf
             with torch.inference_mode():
                 outputs = {name: case().float() for name, case in cases.items()}  # also the compile warm-up
                 reference = outputs.get("poolformer_hf|default", next(iter(outputs.values())))
-                samples = time_interleaved(cases, repeats, device=device)
+                roofline, factor = ({}, 0.0) if dtype != torch.float32 else roofline_cases(
+                    models["poolformer_hf"].config, batch, resolution, dtype, device)
+                samples = time_interleaved({**cases, **roofline}, repeats, device=device)
+            for name in roofline:
+                results.append(roofline_row(name, samples.pop(name), factor, batch, dtype))
+                log(f"inference {results[-1]['dtype']:8s} batch {batch:3d} roofline      {name:22s} "
+                    f"{results[-1]['images_per_s']:8.2f} img/s")
             for name, times in samples.items():
                 impl, mode = name.split("|")
                 row = {"section": "inference", "impl": impl, "mode": mode, "dtype": str(dtype).removeprefix("torch."),
@@ -365,31 +372,35 @@ def pointwise_conv_shapes(config: PoolFormerConfig, resolution: int = 224) -> li
     return shapes
 
 
-def run_roofline(config: PoolFormerConfig, batch: int = 32, resolution: int = 224, dtype=torch.float32,
-                 repeats: int = 5, device=torch.device("cpu"), log=print) -> dict:
-    """The GEMM rate of the model's 1×1 convs alone (preallocated outputs) and the images/s of all the model's MACs
-    at that rate."""
-    operands = []
-    for rows, fan_in, fan_out in pointwise_conv_shapes(config, resolution):
-        make = lambda *shape: torch.randn(*shape, device=device, dtype=dtype)  # noqa: E731
-        operands.append((make(batch * rows, fan_in), make(fan_in, fan_out), make(fan_out),
-                         torch.empty(batch * rows, fan_out, device=device, dtype=dtype)))
+def roofline_cases(config: PoolFormerConfig, batch: int, resolution: int = 224, dtype=torch.float32,
+                   device=torch.device("cpu")) -> tuple[dict[str, Callable], float]:
+    """Cases that run only the model's 1×1 convs, as GEMMs with bias into preallocated outputs — over the whole batch
+    at once, and in the row chunks `fused.py` uses — and the factor that turns one case's seconds into the images/s
+    of the whole model's MACs at that GEMM rate."""
+    from .fused import chunk_rows
 
-    def gemms():
-        for matrix, weight, bias, out in operands:
-            torch.addmm(bias, matrix, weight, out=out)
+    shapes = pointwise_conv_shapes(config, resolution)
+    make = lambda *shape: torch.randn(*shape, device=device, dtype=dtype)  # noqa: E731
+    operands = [(make(batch * rows, fan_in), make(fan_in, fan_out), make(fan_out), make(batch * rows, fan_out))
+                for rows, fan_in, fan_out in shapes]
 
-    macs_1x1 = batch * sum(rows * fan_in * fan_out for rows, fan_in, fan_out in pointwise_conv_shapes(config, resolution))
-    with torch.inference_mode():
-        seconds = statistics.median(time_interleaved({"gemms": gemms}, repeats, device=device)["gemms"])
-    rate = macs_1x1 / seconds
-    macs = model_macs(config, resolution)
-    result = {"section": "roofline", "batch": batch, "dtype": str(dtype).removeprefix("torch."),
-              "gemm_gmac_per_s": rate / 1e9, "model_gmacs_per_image": macs / 1e9,
-              "pointwise_gmacs_per_image": macs_1x1 / batch / 1e9, "images_per_s": rate / macs}
-    log(f"roofline {result['dtype']} batch {batch}: GEMM {result['gemm_gmac_per_s']:.1f} GMAC/s → "
-        f"{result['images_per_s']:.1f} img/s for {result['model_gmacs_per_image']:.2f} GMACs/image")
-    return result
+    def gemms(chunked: bool):
+        def run():
+            for matrix, weight, bias, out in operands:
+                step = chunk_rows(len(out), max(weight.shape), out.element_size()) if chunked else len(out)
+                for start in range(0, len(out), step):
+                    torch.addmm(bias, matrix[start:start + step], weight, out=out[start:start + step])
+        return run
+
+    macs_1x1 = batch * sum(rows * fan_in * fan_out for rows, fan_in, fan_out in shapes)
+    return {"1x1 GEMMs, whole batch": gemms(False), "1x1 GEMMs, chunked": gemms(True)}, macs_1x1 / model_macs(config, resolution)
+
+
+def roofline_row(name: str, samples: list[float], factor: float, batch: int, dtype) -> dict:
+    seconds = statistics.median(samples)
+    return {"section": "inference", "impl": "roofline", "mode": name, "dtype": str(dtype).removeprefix("torch."),
+            "batch": batch, "resolution": 224, "images_per_s": factor / seconds, "median_s": seconds,
+            "samples_s": samples, "max_abs_diff_vs_ours": None}
 
 
 # ------------------------------------------------------------------------------------------------------ scaling
@@ -465,11 +476,6 @@ def markdown_table(results: list[dict]) -> str:
             lines.append(f"| {row['impl']} | {row['batch']} | {row['images_per_s']:.2f} | "
                          f"{row['images_per_s'] / base['images_per_s']:.2f}× | {mem_text} |")
         lines.append("")
-    for row in results:
-        if row["section"] == "roofline":
-            lines += [f"Roofline ({row['dtype']}, batch {row['batch']}): the 1×1 convs alone run at "
-                      f"{row['gemm_gmac_per_s']:.1f} GMAC/s; the model's {row['model_gmacs_per_image']:.2f} GMACs/image "
-                      f"at that rate give {row['images_per_s']:.1f} images/s.", ""]
     scaling = [row for row in results if row["section"] == "scaling"]
     if scaling:
         names = list(dict.fromkeys(row["impl"] for row in scaling))

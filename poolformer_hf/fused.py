@@ -23,6 +23,8 @@ Tensors are NCHW-shaped and channels-last in memory, as the model runs them; out
 import torch
 import torch.nn.functional as F
 
+from .layers import cast_or_none, matmul_dtype
+
 
 # The MLP's hidden activation (rows × 4C) is made and consumed in chunks of about this many bytes: small enough to
 # stay in the last-level cache between the two GEMMs and to be recycled by malloc without fresh page faults, large
@@ -39,7 +41,7 @@ def _empty_channels_last(n: int, c: int, h: int, w: int, like: torch.Tensor) -> 
     return torch.empty((n, h, w, c), dtype=like.dtype, device=like.device).permute(0, 3, 1, 2)
 
 
-def _chunk_rows(rows: int, width: int, element_size: int) -> int:
+def chunk_rows(rows: int, width: int, element_size: int) -> int:
     if torch.compiler.is_compiling():  # the compiler fuses across the whole tensor; a Python loop would only unroll
         return rows
     return max(1, min(rows, CHUNK_BYTES // (width * element_size)))
@@ -154,33 +156,38 @@ def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_
     rows = n * h * w
     normed, mean, rstd = _group_norm(y, gamma, beta, eps)
     normed_rows = _rows(normed)
-    fc1, fc2 = w1.view(hidden_width, c).t(), w2.view(c, hidden_width).t()
-    if layer_scale is not None:  # ls·(a·W2ᵀ + b2) = a·(ls·W2)ᵀ + ls·b2
-        fc2 = fc2 * layer_scale
-        b2 = b2 * layer_scale if b2 is not None else None
+    # Inference on half-precision maps may compute in float32 (see layers.matmul_dtype); training keeps the dtype.
+    dtype = y.dtype if keep_hidden else matmul_dtype(y)
+    fc1, fc2 = w1.view(hidden_width, c).t().to(dtype), w2.view(c, hidden_width).t().to(dtype)
+    b1, b2 = cast_or_none(b1, dtype), cast_or_none(b2, dtype)
     y_rows = _rows(y)
     out = _empty_channels_last(n, c, h, w, y)
     out_rows = _rows(out)
-    step = _chunk_rows(rows, hidden_width, y.element_size())
+    step = chunk_rows(rows, hidden_width, y.element_size())
     # Saved pre-activations are kept as separate chunks: each is small enough for malloc to recycle (no fresh pages).
-    hidden, buffer = [], y.new_empty((step, hidden_width))
+    hidden, buffer = [], y.new_empty((step, hidden_width), dtype=dtype)
+    accumulator = None if dtype == y.dtype else y.new_empty((step, c), dtype=dtype)
     row_scale = None if sample_scale is None else sample_scale.repeat_interleave(h * w)[:, None]
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-        pre = _addmm(b1, normed_rows[start:stop], fc1, out=y.new_empty((stop - start, hidden_width)) if keep_hidden
-                     else buffer[: stop - start])
+        pre = _addmm(b1, normed_rows[start:stop].to(dtype), fc1,
+                     out=y.new_empty((stop - start, hidden_width)) if keep_hidden else buffer[: stop - start])
         if keep_hidden:
             hidden.append(pre)
             act = torch._C._nn.gelu(pre, out=buffer[: stop - start])
         else:
             act = torch._C._nn.gelu_(pre)
         out_chunk, y_chunk = out_rows[start:stop], y_rows[start:stop]
-        if row_scale is None:  # the residual (and bias) start the GEMM's accumulator: out = r·y + b2 + a·W2ᵀ
-            start_value = _residual_start(y_chunk, res_scale, b2, out=out_chunk)
-            torch.addmm(start_value, act, fc2, out=out_chunk)
-        else:  # stochastic depth scales each sample's branch: out = r·y + d·(a·W2ᵀ + b2)
-            _addmm(b2, act, fc2, out=out_chunk).mul_(row_scale[start:stop])
-            out_chunk.add_(y_chunk) if res_scale is None else out_chunk.addcmul_(y_chunk, res_scale)
+        total = out_chunk if accumulator is None else accumulator[: stop - start]
+        if layer_scale is None and row_scale is None:  # the residual starts the GEMM's accumulator: r·y + b2 + a·W2ᵀ
+            torch.addmm(_residual_start(y_chunk, res_scale, b2, out=total), act, fc2, out=total)
+        else:  # r·y + ls·d·(a·W2ᵀ + b2), the scales on the (narrow) output rather than on the weight
+            branch = _addmm(b2, act, fc2, out=total)
+            scale = _product(layer_scale, None if row_scale is None else row_scale[start:stop])
+            residual = y_chunk if res_scale is None else y_chunk * res_scale
+            torch.addcmul(residual, branch, scale, out=total)
+        if accumulator is not None:
+            out_chunk.copy_(total)
     return out, mean, rstd, hidden
 
 

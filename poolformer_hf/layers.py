@@ -4,6 +4,8 @@ Every module works on NCHW feature maps. A token mixer is chosen by name from `T
 with the constructor `(config, dim, stage)` plus one registry line.
 """
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -114,12 +116,42 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
-# ---------------------------------------------------------------------------------------------------------- 1×1 convs
+# ---------------------------------------------------------------------------------------------------------- convs
+@functools.cache
+def _cpu_has_half_matmuls() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def matmul_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype convs and GEMMs on `x` compute in: float32 for bfloat16/float16 maps on a CPU without native kernels
+    for them (AVX2-only CPUs emulate half-precision matmuls, an order of magnitude slower than float32), which keeps
+    the half-precision storage; otherwise x's own dtype."""
+    if x.dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu" and not _cpu_has_half_matmuls():
+        return torch.float32
+    return x.dtype
+
+
+def cast_or_none(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    return None if tensor is None else tensor.to(dtype)
+
+
+def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)`, computed in `matmul_dtype(x)` and returned in x's dtype."""
+    dtype = matmul_dtype(x)
+    if dtype == x.dtype:
+        return conv(x)
+    return conv._conv_forward(x.to(dtype), conv.weight.to(dtype), cast_or_none(conv.bias, dtype)).to(x.dtype)
+
+
 def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     """A 1×1 conv as one GEMM over the pixels: on a channels-last map the (pixels, channels) rows are a view, and the
     output comes back channels-last (F.conv2d may take a slower, copying path for 1×1 kernels on CPU)."""
-    out = F.linear(x.permute(0, 2, 3, 1), conv.weight.flatten(1), conv.bias)
-    return out.permute(0, 3, 1, 2)
+    dtype = matmul_dtype(x)
+    out = F.linear(x.permute(0, 2, 3, 1).to(dtype), conv.weight.flatten(1).to(dtype), cast_or_none(conv.bias, dtype))
+    return out.permute(0, 3, 1, 2).to(x.dtype)
 
 
 # ---------------------------------------------------------------------------------------------------------- token mixers

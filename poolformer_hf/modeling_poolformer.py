@@ -29,6 +29,7 @@ from .layers import (
     Pooling,
     RandomMixing,
     Scale,
+    conv2d,
     make_norm,
     make_scale,
 )
@@ -112,7 +113,7 @@ class Stem(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.conv(x))
+        return self.norm(conv2d(self.conv, x))
 
 
 class Downsample(nn.Module):
@@ -129,7 +130,7 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(in_dim, out_dim, config.patch_sizes[stage], config.strides[stage], config.padding[stage])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv(self.norm(x))
+        return conv2d(self.conv, self.norm(x))
 
 
 class MetaFormerStage(nn.Module):

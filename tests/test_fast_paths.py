@@ -69,7 +69,15 @@ def test_pooling_kernel_matches_the_modules_and_their_gradients(layer_scale, res
         assert max_abs_diff(a, e) < 1e-10
     with torch.no_grad():
         assert max_abs_diff(fused.pooling_mixing(x, norm, 3, ls, rs, d), expected) < 1e-12
-    assert torch.autograd.gradcheck(lambda x, *p: fused.pooling_mixing(x, norm, 3, ls, rs, d), (x,))
+
+
+def test_pooling_kernel_passes_gradcheck():
+    norm, _ = branch_parts(dim=3)
+    ls, rs, _ = optional_scales(3, True, True, False)
+    x = torch.randn(2, 3, 3, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
+    inputs = (x, norm.weight, ls, rs)
+    assert torch.autograd.gradcheck(lambda x, gamma, ls, rs: fused._PoolingMixing.apply(
+        x, gamma, norm.bias, ls, rs, torch.tensor([0.5, 2.0], dtype=torch.float64), 3, 1e-5), inputs)
 
 
 @pytest.mark.parametrize("layer_scale, res_scale, dropped", SCALE_CASES)
