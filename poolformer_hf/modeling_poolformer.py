@@ -72,17 +72,24 @@ class MetaFormerBlock(GradientCheckpointingLayer):
 
     def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)))."""
-        if self.lean_token_mixing:
+        if self.lean_token_mixing and self.lean_kernels_apply(x):
             return pooling_mixing(x, self.norm1, self.token_mixer.pool_size, _scale_of(self.layer_scale1),
                                   _scale_of(self.res_scale1), self.branch_factor(x))
         return self.res_scale1(x) + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x))))
 
     def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
         """Z = Y·r2 + drop(ls2 · MLP(Norm2(Y)))."""
-        if self.lean_mlp:
+        if self.lean_mlp and self.lean_kernels_apply(x):
             return mlp_mixing(x, self.norm2, self.mlp, _scale_of(self.layer_scale2), _scale_of(self.res_scale2),
                               self.branch_factor(x))
         return self.res_scale2(x) + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
+
+    def lean_kernels_apply(self, x: torch.Tensor) -> bool:
+        """The lean kernels call GEMMs with explicit output buffers, which autocast does not cast: under autocast,
+        or when the input's dtype differs from the weights', the plain modules (which autocast handles) run."""
+        if x.device.type == "meta":  # shapes only (e.g. counting MACs): autocast has no meta device
+            return x.dtype == self.mlp.fc1.weight.dtype
+        return x.dtype == self.mlp.fc1.weight.dtype and not torch.is_autocast_enabled(x.device.type)
 
     def branch_factor(self, x: torch.Tensor) -> torch.Tensor | None:
         """Stochastic depth as one factor per sample (0 or 1/keep), drawn by `drop_path`; None when inactive."""

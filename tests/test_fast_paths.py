@@ -178,6 +178,20 @@ def test_bfloat16_paths_stay_close_to_float32(config):
     assert max_abs_diff(fast, expected) < 0.05 * scale
 
 
+def test_autocast_bfloat16_training_step_runs_and_stays_close(config):
+    # Under autocast the convs return bfloat16 while the weights stay float32: the block must not hand mixed dtypes
+    # to its explicit-output GEMMs (it falls back to the plain modules, which autocast casts).
+    model = randomize_(PoolFormerForImageClassification(config)).train()
+    with torch.no_grad():
+        expected = model.eval()(images()).logits
+    model.train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(images()).logits
+    logits.float().square().sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters() if p.requires_grad)
+    assert max_abs_diff(logits, expected) < 0.05 * expected.abs().max().item()
+
+
 # ------------------------------------------------------------------------------------------------- torch.compile
 def test_compile_fullgraph_for_every_head_and_the_fused_model():
     torch._dynamo.reset()
