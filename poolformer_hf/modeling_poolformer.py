@@ -252,7 +252,8 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, which also accepts folders and Hub repos of transformers' built-in
-        PoolFormer (e.g. the `sail/poolformer_*` checkpoints): their keys are renamed on the fly."""
+        PoolFormer (e.g. the `sail/poolformer_*` checkpoints) and timm's MetaFormer Hub folders (e.g.
+        `timm/poolformerv2_s12.sail_in1k`): their keys are renamed on the fly (see `conversion.py`)."""
         foreign = load_foreign_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs)
         if foreign is not None:
             return foreign
