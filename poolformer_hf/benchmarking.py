@@ -464,17 +464,20 @@ def markdown_table(results: list[dict]) -> str:
                 lines.append(f"| {row['impl']} | {row['mode']} | {row['images_per_s']:.1f} | {speedup} |")
             lines.append("")
     training = [row for row in results if row["section"] == "training"]
-    memory = {(row["impl"], row["batch"]): row["peak_mib"] for row in results if row["section"] == "memory"}
+    memory = {(row["impl"], row["batch"]): row for row in results if row["section"] == "memory"}
     if training:
-        lines += ["**Training step** (forward + backward + AdamW, 224²)", "",
-                  "| implementation | batch | images/s | × transformers | peak memory (MiB) | × transformers |",
-                  "|---|---:|---:|---:|---:|---:|"]
+        lines += ["**Training step** (forward + backward + AdamW, 224²; peak memory of the step: live tensors from the "
+                  "profiler, and process RSS)", "",
+                  "| implementation | batch | images/s | × transformers | peak tensors (MiB) | × transformers "
+                  "| peak RSS (MiB) | × transformers |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
         for row in training:
             base = next(r for r in training if r["impl"] == "transformers" and r["batch"] == row["batch"])
             mem, base_mem = memory.get((row["impl"], row["batch"])), memory.get(("transformers", row["batch"]))
-            mem_text = f"{mem:.0f} | {mem / base_mem:.2f}×" if mem and base_mem else "– | –"
+            cells = []
+            for key in ("peak_mib", "rss_peak_mib"):
+                cells.append(f"{mem[key]:.0f} | {mem[key] / base_mem[key]:.2f}×" if mem and base_mem else "– | –")
             lines.append(f"| {row['impl']} | {row['batch']} | {row['images_per_s']:.2f} | "
-                         f"{row['images_per_s'] / base['images_per_s']:.2f}× | {mem_text} |")
+                         f"{row['images_per_s'] / base['images_per_s']:.2f}× | {' | '.join(cells)} |")
         lines.append("")
     scaling = [row for row in results if row["section"] == "scaling"]
     if scaling:

@@ -160,6 +160,11 @@ def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_
     dtype = y.dtype if keep_hidden else matmul_dtype(y)
     fc1, fc2 = w1.view(hidden_width, c).t().to(dtype), w2.view(c, hidden_width).t().to(dtype)
     b1, b2 = cast_or_none(b1, dtype), cast_or_none(b2, dtype)
+    if layer_scale is not None and sample_scale is None and rows >= hidden_width:
+        # ls·(a·W2ᵀ + b2) = a·(ls·W2)ᵀ + ls·b2: on the weight when it is the narrower side (fewer multiplies, and the
+        # residual can start the GEMM's accumulator below)
+        fc2, b2 = fc2 * layer_scale, (b2 * layer_scale).to(dtype) if b2 is not None else None
+        layer_scale = None
     y_rows = _rows(y)
     out = _empty_channels_last(n, c, h, w, y)
     out_rows = _rows(out)

@@ -4,8 +4,6 @@ Every module works on NCHW feature maps. A token mixer is chosen by name from `T
 with the constructor `(config, dim, stage)` plus one registry line.
 """
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -117,7 +115,6 @@ class DropPath(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------------------- convs
-@functools.cache
 def _cpu_has_half_matmuls() -> bool:
     try:
         return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
@@ -125,11 +122,14 @@ def _cpu_has_half_matmuls() -> bool:
         return False
 
 
+_CPU_HAS_HALF_MATMULS = _cpu_has_half_matmuls()  # once: a constant to torch.compile, not a call to trace
+
+
 def matmul_dtype(x: torch.Tensor) -> torch.dtype:
     """The dtype convs and GEMMs on `x` compute in: float32 for bfloat16/float16 maps on a CPU without native kernels
     for them (AVX2-only CPUs emulate half-precision matmuls, an order of magnitude slower than float32), which keeps
     the half-precision storage; otherwise x's own dtype."""
-    if x.dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu" and not _cpu_has_half_matmuls():
+    if x.dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu" and not _CPU_HAS_HALF_MATMULS:
         return torch.float32
     return x.dtype
 

@@ -39,18 +39,13 @@ def _scale_of(module: nn.Module) -> torch.Tensor | None:
     return module.scale if isinstance(module, Scale) else None
 
 
-def _autocasting(x: torch.Tensor) -> bool:
-    return x.device.type != "meta" and torch.is_autocast_enabled(x.device.type)
-
-
 class MetaFormerBlock(GradientCheckpointingLayer):
     """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)));  Z = Y·r2 + drop(ls2 · MLP(Norm2(Y))).
 
     ls (LayerScale) and r (ResScale) are learned per-channel scales, identity where the config turns them off.
     PoolFormer's branches (one-group GroupNorm with pooling; one-group GroupNorm with a GELU MLP) run through the lean
     kernels of `fused.py`: the same parameters and math, fewer memory passes, and in training only the branch inputs
-    are stored (norms, pooling and GELU are recomputed in backward). Under autocast the modules run, so that each op
-    gets the precision autocast gives it.
+    are stored (norms, pooling and GELU are recomputed in backward).
     """
 
     def __init__(self, config: PoolFormerConfig, stage: int, drop_path: float):
@@ -78,17 +73,24 @@ class MetaFormerBlock(GradientCheckpointingLayer):
 
     def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
         """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)))."""
-        if self.lean_token_mixing and not _autocasting(x):
+        if self.lean_token_mixing and self.lean_kernels_apply(x):
             return pooling_mixing(x, self.norm1, self.token_mixer.pool_size, _scale_of(self.layer_scale1),
                                   _scale_of(self.res_scale1), self.branch_factor(x))
         return self.res_scale1(x) + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x))))
 
     def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
         """Z = Y·r2 + drop(ls2 · MLP(Norm2(Y)))."""
-        if self.lean_mlp and not _autocasting(x):
+        if self.lean_mlp and self.lean_kernels_apply(x):
             return mlp_mixing(x, self.norm2, self.mlp, _scale_of(self.layer_scale2), _scale_of(self.res_scale2),
                               self.branch_factor(x))
         return self.res_scale2(x) + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
+
+    def lean_kernels_apply(self, x: torch.Tensor) -> bool:
+        """The lean kernels call GEMMs with explicit output buffers, which autocast does not cast: under autocast,
+        or when the input's dtype differs from the weights', the plain modules (which autocast handles) run."""
+        if x.device.type == "meta":  # shapes only (e.g. counting MACs): autocast has no meta device
+            return x.dtype == self.mlp.fc1.weight.dtype
+        return x.dtype == self.mlp.fc1.weight.dtype and not torch.is_autocast_enabled(x.device.type)
 
     def branch_factor(self, x: torch.Tensor) -> torch.Tensor | None:
         """Stochastic depth as one factor per sample (0 or 1/keep), drawn by `drop_path`; None when inactive."""
@@ -251,7 +253,8 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`, which also accepts folders and Hub repos of transformers' built-in
-        PoolFormer (e.g. the `sail/poolformer_*` checkpoints): their keys are renamed on the fly."""
+        PoolFormer (e.g. the `sail/poolformer_*` checkpoints) and timm's MetaFormer Hub folders (e.g.
+        `timm/poolformerv2_s12.sail_in1k`): their keys are renamed on the fly (see `conversion.py`)."""
         foreign = load_foreign_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs)
         if foreign is not None:
             return foreign

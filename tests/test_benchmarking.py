@@ -1,0 +1,69 @@
+"""The benchmark's helpers (scripts/benchmark.py): same weights everywhere, interleaved timing, reports. No timing is
+asserted — only that the machinery measures what it says."""
+
+import pytest
+import torch
+
+from poolformer_hf import PoolFormerConfig
+from poolformer_hf import benchmarking as bench
+
+
+@pytest.fixture(scope="module")
+def models():
+    return bench.build_models()
+
+
+def test_the_three_implementations_get_the_same_weights_and_agree(models):
+    pixels = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    diffs = bench.check_agreement(models, pixels)
+    assert set(diffs) == {"poolformer_hf", "transformers", "timm", "transformers logits"}
+    assert max(diffs.values()) <= 1e-4
+
+
+def test_disagreement_stops_the_benchmark(models):
+    broken = dict(models)
+    broken["timm"] = bench.build_models(seed=1)["timm"]
+    with pytest.raises(ValueError, match="disagree"):
+        bench.check_agreement(broken, torch.randn(1, 3, 64, 64))
+
+
+def test_time_interleaved_rotates_the_order_and_keeps_every_sample():
+    calls = []
+    cases = {name: (lambda name=name: calls.append(name)) for name in "abc"}
+    samples = bench.time_interleaved(cases, repeats=3, warmup=1, min_seconds=0.0)
+    assert {name: len(times) for name, times in samples.items()} == {"a": 3, "b": 3, "c": 3}
+    assert calls[3:] == list("abc") + list("bca") + list("cab")  # after one warm-up call each
+
+
+def test_roofline_counts_the_pointwise_convs_of_every_block():
+    config = PoolFormerConfig.from_preset("poolformer_s12", num_labels=1000)
+    shapes = bench.pointwise_conv_shapes(config)
+    assert len(shapes) == 2 * sum(config.depths)
+    pointwise = sum(rows * fan_in * fan_out for rows, fan_in, fan_out in shapes)
+    assert 0.85 < pointwise / bench.model_macs(config) < 0.9  # the rest: stem, downsampling convs, head
+    cases, factor = bench.roofline_cases(config, batch=1, resolution=64)
+    assert set(cases) == {"1x1 GEMMs, whole batch", "1x1 GEMMs, chunked"} and 0 < factor < 1
+    for case in cases.values():
+        case()
+
+
+def test_memory_probe_reports_a_peak_for_an_inference_forward():
+    probe = bench.memory_probe({"kind": "inference", "model": "poolformer_s12", "batch": 1, "resolution": 64})
+    assert probe["peak_bytes"] > 64 * 16 * 16 * 4  # at least the stem output
+    assert "profiler" in probe["method"]
+
+
+def test_markdown_table_reports_speedups_and_memory_ratios():
+    results = [
+        {"section": "inference", "impl": "transformers", "mode": "eager", "dtype": "float32", "batch": 32,
+         "resolution": 224, "images_per_s": 10.0},
+        {"section": "inference", "impl": "poolformer_hf", "mode": "default", "dtype": "float32", "batch": 32,
+         "resolution": 224, "images_per_s": 25.0},
+        {"section": "training", "impl": "transformers", "batch": 16, "images_per_s": 4.0},
+        {"section": "training", "impl": "poolformer_hf", "batch": 16, "images_per_s": 6.0},
+        {"section": "memory", "impl": "transformers", "batch": 16, "peak_mib": 1000.0, "rss_peak_mib": 1100.0},
+        {"section": "memory", "impl": "poolformer_hf", "batch": 16, "peak_mib": 450.0, "rss_peak_mib": 500.0},
+    ]
+    table = bench.markdown_table(results)
+    assert "| poolformer_hf | default | 25.0 | 2.50× |" in table
+    assert "| poolformer_hf | 16 | 6.00 | 1.50× | 450 | 0.45× | 500 | 0.45× |" in table
