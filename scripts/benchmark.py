@@ -26,7 +26,7 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all (quick: all but scaling)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and cases, no resolution scaling")
     parser.add_argument("--repeats", type=int, help="interleaved samples per case (default 5, quick 3)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="inference batch sizes (default 1 32)")
@@ -45,7 +45,7 @@ def main() -> None:
     quick = args.quick
     repeats = args.repeats or (3 if quick else 5)
     device = torch.device(args.device)
-    sections = [s for s in args.sections if not (quick and s == "scaling" and "scaling" not in sys.argv)]
+    sections = args.sections or [s for s in SECTIONS if not (quick and s == "scaling")]
     environment = bench.environment()
     print("environment:", environment)
 

@@ -65,5 +65,5 @@ def test_markdown_table_reports_speedups_and_memory_ratios():
         {"section": "memory", "impl": "poolformer_hf", "batch": 16, "peak_mib": 450.0, "rss_peak_mib": 500.0},
     ]
     table = bench.markdown_table(results)
-    assert "| poolformer_hf | default | 25.0 | 2.50× |" in table
+    assert "| poolformer_hf | default | 25.0 | 2.50× | – |" in table
     assert "| poolformer_hf | 16 | 6.00 | 1.50× | 450 | 0.45× | 500 | 0.45× |" in table
