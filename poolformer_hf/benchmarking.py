@@ -500,16 +500,20 @@ def plot(results: list[dict], path: str) -> bool:
     panels = [p for p in ("inference", "time", "memory") if (p == "inference" and inference) or (p != "inference" and scaling)]
     if not panels:
         return False
-    figure, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
+    batch = max(row["batch"] for row in inference) if inference else 0
+    bars = sorted((row for row in inference if row["batch"] == batch),
+                  key=lambda r: (r["dtype"], IMPLEMENTATIONS.index(r["impl"]), r["mode"]))
+    colors = {"poolformer_hf": "tab:green", "transformers": "tab:gray", "timm": "tab:brown", "roofline": "tab:blue"}
+    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), max(4.5, 0.28 * len(bars))),
+                                squeeze=False)
     for axis, panel in zip(axes[0], panels):
         if panel == "inference":
-            batch = max(row["batch"] for row in inference)
-            rows = [row for row in inference if row["batch"] == batch]
-            labels = [f"{row['impl']}\n{row['mode']}\n{row['dtype']}" for row in rows]
-            axis.barh(range(len(rows)), [row["images_per_s"] for row in rows],
-                      color=["tab:green" if row["impl"] == "poolformer_hf" else "tab:gray" for row in rows])
-            axis.set_yticks(range(len(rows)), labels, fontsize=6)
-            axis.set_xlabel(f"images/s (batch {batch}, 224²)")
+            axis.barh(range(len(bars)), [row["images_per_s"] for row in bars],
+                      color=[colors[row["impl"]] for row in bars])
+            axis.set_yticks(range(len(bars)), [f"{row['impl']} · {row['mode']} · {row['dtype']}" for row in bars],
+                            fontsize=7)
+            axis.invert_yaxis()
+            axis.set_xlabel(f"images/s (batch {batch}, 224², median)")
         else:
             key, label = ("median_s", "seconds per image") if panel == "time" else ("peak_mib", "peak MiB")
             for name in dict.fromkeys(row["impl"] for row in scaling):
