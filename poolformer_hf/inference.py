@@ -28,7 +28,7 @@ def _fold_token_branch(block) -> None:
     scale = block.norm1.weight.detach().clone()
     if isinstance(block.layer_scale1, Scale):
         scale *= block.layer_scale1.scale
-    block.layer_scale1 = Scale(scale.numel(), 1.0)
+    block.layer_scale1 = Scale(scale.numel(), 1.0).to(device=scale.device, dtype=scale.dtype)  # the model's dtype
     block.layer_scale1.scale.copy_(scale)
     block.norm1.weight, block.norm1.bias = None, None
 

@@ -188,6 +188,19 @@ def test_bfloat16_paths_stay_close_to_float32(config):
     assert max_abs_diff(fast, expected) < 0.05 * scale
 
 
+def test_fusing_a_bfloat16_model_keeps_every_parameter_bfloat16(config):
+    # The folded LayerScale is a new module: it must take the model's dtype, or the plain modules (compiled inference)
+    # would promote the maps to float32 and the next conv would refuse them.
+    model = randomize_(PoolFormerForImageClassification(config)).eval().to(torch.bfloat16)
+    fast = model.fuse_for_inference()
+    assert {param.dtype for param in fast.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        lean = fast(images(dtype=torch.bfloat16)).logits
+        plain = torch.compile(fast, fullgraph=True, backend="eager")(images(dtype=torch.bfloat16)).logits
+    assert plain.dtype == torch.bfloat16
+    assert max_abs_diff(plain, lean) < 0.05 * lean.float().abs().max().item()
+
+
 def test_autocast_bfloat16_training_step_runs_and_stays_close(config):
     # Under autocast the convs return bfloat16 while the weights stay float32: the block must not hand mixed dtypes
     # to its explicit-output GEMMs (it falls back to the plain modules, which autocast casts).
