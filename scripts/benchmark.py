@@ -54,25 +54,26 @@ def main() -> None:
     print("agreement (max |Δ| vs poolformer_hf):", bench.check_agreement(models, pixels))
     models = {name: model.to(device) for name, model in models.items()}
 
-    results = []
-    if "inference" in sections:
-        results += bench.run_inference(
+    train_batches = tuple(args.train_batch_sizes or ((16,) if quick else (16, 32)))
+    runs = {
+        "inference": lambda: bench.run_inference(
             models,
             batches=tuple(args.batch_sizes or ((32,) if quick else (1, 32))),
             dtypes=tuple(DTYPES[d] for d in (args.dtypes or (["float32"] if quick else list(DTYPES)))),
             modes=tuple(args.modes or ("eager", "channels_last", "compile")),
             repeats=repeats, device=device,
-        )
-    train_batches = tuple(args.train_batch_sizes or ((16,) if quick else (16, 32)))
-    if "training" in sections:
-        results += bench.run_training(models, batches=train_batches, repeats=repeats, device=device)
-    if "memory" in sections:
-        results += bench.run_memory(batches=train_batches, device=device)
-    if "scaling" in sections:
-        results += bench.run_scaling(resolutions=tuple(args.resolutions), repeats=max(2, repeats // 2), device=device)
-
-    environment["load_average_after"] = bench.environment().get("load_average")
-    paths = bench.write_reports(results, environment, args.out)
+        ),
+        "training": lambda: bench.run_training(models, batches=train_batches, repeats=repeats, device=device),
+        "memory": lambda: bench.run_memory(batches=train_batches, device=device),
+        "scaling": lambda: bench.run_scaling(resolutions=tuple(args.resolutions), repeats=max(2, repeats // 2),
+                                             device=device),
+    }
+    results = []
+    for section in (s for s in SECTIONS if s in sections):
+        results += runs[section]()
+        # The reports are rewritten after every section: a failure later loses only the section it happens in.
+        environment["load_average_after"] = bench.environment().get("load_average")
+        paths = bench.write_reports(results, environment, args.out)
     print(bench.markdown_table(results))
     print("wrote", ", ".join(paths.values()))
 
