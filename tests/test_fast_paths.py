@@ -237,6 +237,17 @@ def test_compile_fullgraph_for_every_head_and_the_fused_model():
                 assert half(pixels.to(torch.bfloat16)).logits.dtype == torch.bfloat16  # no break in the bf16 path
 
 
+@pytest.mark.parametrize("preset", ["convformer_s18", "caformer_s18"])
+def test_compiled_inference_of_the_convolution_and_attention_stages_matches_eager(preset):
+    # Under torch.compile the 1×1 convs run as convs rather than GEMMs over pixel rows (and the blocks as modules).
+    config = PoolFormerConfig.from_preset(preset, depths=[1, 1, 1, 1], hidden_sizes=[32, 32, 64, 64], num_labels=3)
+    model = randomize_(PoolFormerForImageClassification(config)).eval()
+    with torch.no_grad():
+        expected = model(images(size=64)).logits
+        compiled = torch.compile(model, fullgraph=True, dynamic=False, backend="aot_eager")(images(size=64)).logits
+    assert max_abs_diff(compiled, expected) < 1e-4
+
+
 def test_compiled_training_step_has_no_graph_break_and_the_same_gradients():
     config = tiny_config(depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 16, 16], drop_path_rate=0.0)
     model = randomize_(PoolFormerForImageClassification(config)).train()
