@@ -1,6 +1,8 @@
 """The benchmark's helpers (scripts/benchmark.py): same weights everywhere, interleaved timing, reports. No timing is
 asserted — only that the machinery measures what it says."""
 
+import json
+
 import pytest
 import torch
 
@@ -67,3 +69,19 @@ def test_markdown_table_reports_speedups_and_memory_ratios():
     table = bench.markdown_table(results)
     assert "| poolformer_hf | default | 25.0 | 2.50× | – |" in table
     assert "| poolformer_hf | 16 | 6.00 | 1.50× | 450 | 0.45× | 500 | 0.45× |" in table
+
+
+def test_reports_are_written_with_a_plot(tmp_path):
+    results = [
+        {"section": "inference", "impl": "transformers", "mode": "eager", "dtype": "float32", "batch": 32,
+         "resolution": 224, "images_per_s": 10.0},
+        {"section": "inference", "impl": "poolformer_hf", "mode": "default", "dtype": "float32", "batch": 32,
+         "resolution": 224, "images_per_s": 25.0},
+        {"section": "scaling", "impl": "poolformer_s12", "resolution": 224, "median_s": 0.05, "peak_mib": 12.0},
+        {"section": "scaling", "impl": "poolformer_s12", "resolution": 384, "median_s": 0.13, "peak_mib": 15.0},
+    ]
+    paths = bench.write_reports(results, {"torch": torch.__version__}, str(tmp_path / "out"))
+    assert json.loads(open(paths["json"]).read())["results"] == results
+    assert "| poolformer_hf | default | 25.0 | 2.50× | – |" in open(paths["markdown"]).read()
+    with open(paths["png"], "rb") as handle:  # matplotlib comes with the test extra
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
