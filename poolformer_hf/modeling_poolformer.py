@@ -86,16 +86,15 @@ class MetaFormerBlock(GradientCheckpointingLayer):
         return self.res_scale2(x) + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
 
     def lean_kernels_apply(self, x: torch.Tensor) -> bool:
-        """The lean kernels call GEMMs with explicit output buffers, which autocast does not cast: under autocast,
-        or when the input's dtype differs from the weights', the plain modules (which autocast handles) run. So they do
-        for inference under torch.compile, whose generated kernels fuse the modules' elementwise ops themselves (the
-        lean kernels' row chunks are a Python loop the compiler would only unroll); compiled training keeps the lean
-        kernels for their smaller saved state."""
+        """Whether the lean kernels run. They call GEMMs with explicit output buffers, which autocast does not cast:
+        under autocast, or when the input's dtype differs from the weights', the plain modules (which autocast
+        handles) run. So they do for inference under torch.compile, whose generated kernels fuse the modules'
+        elementwise ops themselves; compiled training keeps the lean kernels for their smaller saved state."""
         if torch.compiler.is_compiling() and not torch.is_grad_enabled():
             return False
-        if x.device.type == "meta":  # shapes only (e.g. counting MACs): autocast has no meta device
-            return x.dtype == self.mlp.fc1.weight.dtype
-        return x.dtype == self.mlp.fc1.weight.dtype and not torch.is_autocast_enabled(x.device.type)
+        if x.dtype != self.mlp.fc1.weight.dtype:
+            return False
+        return x.device.type == "meta" or not torch.is_autocast_enabled(x.device.type)  # meta: no autocast there
 
     def branch_factor(self, x: torch.Tensor) -> torch.Tensor | None:
         """Stochastic depth as one factor per sample (0 or 1/keep), drawn by `drop_path`; None when inactive."""
