@@ -2,7 +2,8 @@
 
 Importing the package registers the config and every model class with transformers' Auto classes, and marks the
 classes for auto-class code sharing, so `save_pretrained` writes the code files and `auto_map` that let a folder load
-with `trust_remote_code=True` where this package is not installed.
+with `trust_remote_code=True` where this package is not installed. Models built while it is imported run the CPU
+kernel layer (`poolformer_hf.kernels`; `set_kernels(model, None)` or POOLFORMER_HF_KERNELS=0 turns it off).
 """
 
 from transformers import AutoBackbone, AutoConfig, AutoModel, AutoModelForImageClassification
@@ -11,6 +12,7 @@ from .auto_registration_image import register_image_processors
 from .configuration_poolformer import PoolFormerConfig
 from .image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from .image_processing_poolformer import PoolFormerImageProcessor
+from .kernels import install_on_new_models, set_kernels
 from .labels import imagenet_id2label
 from .modeling_poolformer import (
     PoolFormerBackbone,
@@ -32,6 +34,7 @@ def _register() -> None:
         model_class.register_for_auto_class(auto_class.__name__)
     PoolFormerConfig.register_for_auto_class()
     register_image_processors()
+    install_on_new_models(PoolFormerPreTrainedModel)
 
 
 _register()
@@ -47,4 +50,5 @@ __all__ = [
     "PoolFormerModel",
     "PoolFormerPreTrainedModel",
     "imagenet_id2label",
+    "set_kernels",
 ]

@@ -3,8 +3,10 @@
 One config class describes the whole family: PoolFormer v1 (the defaults are PoolFormer-S12), the first paper's
 ablation models, PoolFormerV2, ConvFormer, CAFormer, IdentityFormer and RandFormer. Per-stage choices (token mixer,
 block norm, MLP activation, LayerScale, ResScale) take either one value for every stage or a list with one value per
-stage. The field names of transformers' built-in `PoolFormerConfig` are all here with the same meaning, so a
-transformers-native `config.json` loads unchanged.
+stage. The architectural fields of transformers' built-in `PoolFormerConfig` keep its names and meaning; its four
+legacy fields (`patch_size`, `stride`, `num_encoder_blocks`, `use_layer_scale`) and timm's `config.json` are
+translated where a config is made (`translate_foreign_fields`, `PoolFormerConfig.from_dict`), so the config holds the
+architecture only, with one switch per choice.
 """
 
 from huggingface_hub.dataclasses import strict
@@ -31,14 +33,12 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
         depths / hidden_sizes: blocks and channels per stage.
         patch_sizes / strides / padding: the stem conv (index 0, 7×7 stride 4 pad 2) and the downsampling conv that
             starts each later stage (3×3 stride 2 pad 1).
-        num_encoder_blocks: number of stages (must equal len(depths)).
         pool_size: window of the pooling token mixer.
         mlp_ratio: MLP hidden width as a multiple of the stage width.
         hidden_act: MLP activation (`gelu`, `relu`, `silu`, `star_relu`, `squared_relu`), or one per stage.
-        use_layer_scale / layer_scale_init_value: LayerScale on both residual branches and its initial value
-            (a float, or one per stage where `None` turns it off for that stage).
+        layer_scale_init_value: LayerScale on both residual branches: its initial value, `None` for none (a float
+            or `None`, or one per stage).
         drop_path_rate: stochastic depth, rising linearly from 0 to this over all blocks (once per branch).
-        patch_size / stride: unused legacy fields of transformers' config, kept so its config.json loads.
 
     MetaFormer choices:
         token_mixers: `pooling`, `identity`, `random_mixing`, `sepconv`, `attention`, `spatial_fc`, or one per stage.
@@ -62,12 +62,11 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     """
 
     model_type = "poolformer_hf"
-    attribute_map = {"num_hidden_layers": "num_encoder_blocks"}
+    # transformers counts hidden states by `num_hidden_layers`: here one per stage.
+    attribute_map = {"num_hidden_layers": "num_stages"}
 
     # Fields of transformers' PoolFormerConfig.
     num_channels: int = 3
-    patch_size: int | list[int] | tuple[int, int] = 16
-    stride: int = 16
     pool_size: int = 3
     mlp_ratio: float | int = 4.0
     depths: list[int] | tuple[int, ...] = (2, 2, 6, 2)
@@ -75,10 +74,8 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     patch_sizes: list[int] | tuple[int, ...] = (7, 3, 3, 3)
     strides: list[int] | tuple[int, ...] = (4, 2, 2, 2)
     padding: list[int] | tuple[int, ...] = (2, 1, 1, 1)
-    num_encoder_blocks: int = 4
     drop_path_rate: float | int = 0.0
     hidden_act: str | list[str] | tuple[str, ...] = "gelu"
-    use_layer_scale: bool = True
     layer_scale_init_value: float | int | list[float | int | None] | tuple[float | int | None, ...] | None = 1e-5
     initializer_range: float = 0.02
 
@@ -109,6 +106,7 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     _out_indices: list[int] | None = None
 
     def __post_init__(self, **kwargs):
+        translate_foreign_fields(self, kwargs)
         for name in ("depths", "hidden_sizes", "patch_sizes", "strides", "padding"):
             setattr(self, name, list(getattr(self, name)))
         for name in PER_STAGE_FIELDS:
@@ -122,6 +120,15 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
         )
         super().__post_init__(**kwargs)
 
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs) -> "PoolFormerConfig":
+        """`PreTrainedConfig.from_dict`, which also reads timm's `config.json` (e.g. `timm/poolformer_s12.sail_in1k`:
+        `{"architecture": "poolformer_s12", "num_classes": 1000, ...}`) as the named preset."""
+        timm_preset = timm_preset_of(config_dict)
+        if timm_preset is not None:
+            config_dict = {**PRESETS[timm_preset], **timm_overrides(config_dict)}
+        return super().from_dict(config_dict, **kwargs)
+
     # ------------------------------------------------------------------ presets
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "PoolFormerConfig":
@@ -134,11 +141,7 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     def stage_value(self, name: str, stage: int):
         """The value of a per-stage field (see `PER_STAGE_FIELDS`) for stage `stage` (0-based)."""
         value = getattr(self, name)
-        if isinstance(value, list):
-            return value[stage]
-        if name == "layer_scale_init_value" and not self.use_layer_scale:
-            return None
-        return value
+        return value[stage] if isinstance(value, list) else value
 
     @property
     def num_stages(self) -> int:
@@ -150,10 +153,6 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
         num_stages = len(self.depths)
         if num_stages == 0:
             raise ValueError("depths must list at least one stage, got []")
-        if self.num_encoder_blocks != num_stages:
-            raise ValueError(
-                f"num_encoder_blocks ({self.num_encoder_blocks}) must equal len(depths) ({num_stages})"
-            )
         for name in ("hidden_sizes", "patch_sizes", "strides", "padding"):
             if len(getattr(self, name)) != num_stages:
                 raise ValueError(
@@ -225,6 +224,46 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
             width = (width + 2 * pad - kernel) // stride + 1
             sizes.append((height, width))
         return sizes
+
+
+# ---------------------------------------------------------------------------------------------- foreign config fields
+def translate_foreign_fields(config: PoolFormerConfig, kwargs: dict) -> None:
+    """Turn the legacy fields of transformers' PoolFormerConfig (popped from `kwargs`) into ours.
+
+    `use_layer_scale=False` means no LayerScale anywhere (`layer_scale_init_value=None`); `num_encoder_blocks` must
+    agree with `depths`; `patch_size` and `stride` were never used by any PoolFormer and are dropped.
+    """
+    kwargs.pop("patch_size", None)
+    kwargs.pop("stride", None)
+    if kwargs.pop("use_layer_scale", True) is False:
+        config.layer_scale_init_value = None
+    num_encoder_blocks = kwargs.pop("num_encoder_blocks", None)
+    if num_encoder_blocks is not None and num_encoder_blocks != len(config.depths):
+        raise ValueError(
+            f"num_encoder_blocks ({num_encoder_blocks}) must equal len(depths) ({len(config.depths)}): it is the "
+            f"number of stages"
+        )
+
+
+def timm_preset_of(config_dict: dict) -> str | None:
+    """The preset a timm `config.json` names (`architecture`, without its pretrained tag), or None for any other."""
+    if "model_type" in config_dict:
+        return None
+    architecture = str(config_dict.get("architecture", "")).split(".")[0]
+    return architecture if architecture in PRESETS else None
+
+
+def timm_overrides(config_dict: dict) -> dict:
+    """Our fields for what a timm `config.json` says beyond the architecture: classes, label names, crop_pct."""
+    overrides = {"num_labels": config_dict.get("num_classes", 1000)}
+    crop_pct = (config_dict.get("pretrained_cfg") or {}).get("crop_pct")
+    if crop_pct:
+        overrides["crop_pct"] = crop_pct
+    names = config_dict.get("label_names")
+    if names and len(names) == overrides["num_labels"]:
+        overrides["id2label"] = dict(enumerate(names))
+        overrides["label2id"] = {name: index for index, name in enumerate(names)}
+    return overrides
 
 
 __all__ = ["PoolFormerConfig", "PRESET_NAMES"]

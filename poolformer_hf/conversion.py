@@ -7,15 +7,10 @@ renames it, and a key no rule matches is an error (it belongs to another model).
 (out, in, 1, 1), which `fit_to_model` does wherever the element counts agree.
 """
 
-import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 
 import torch
-
-from .presets import PRESETS
 
 
 Rule = tuple[str, str | Callable[[re.Match], str]]
@@ -177,94 +172,6 @@ def load_state_dict_file(path: str) -> dict:
         raise ValueError(f"{path} holds no state dict of tensors (found {type(loaded).__name__})")
     # Checkpoints saved from DataParallel / DistributedDataParallel prefix every key.
     return {key.removeprefix("module."): tensor for key, tensor in loaded.items()}
-
-
-# ------------------------------------------------------------------------------------- transformers-native folders
-def transformers_config_to_ours(config_dict: dict, config_class):
-    """Our config for a transformers-native PoolFormer config.json: every field keeps its name and meaning."""
-    ours = {key: value for key, value in config_dict.items() if key not in ("model_type", "architectures")}
-    ours.pop("transformers_version", None)
-    return config_class(**ours)
-
-
-_HUB_KWARGS = ("cache_dir", "force_download", "local_files_only", "token", "revision", "subfolder", "proxies")
-
-
-def _read_config_dict(path, hub_kwargs) -> dict | None:
-    from transformers.utils import cached_file
-
-    config_file = cached_file(
-        path, "config.json", _raise_exceptions_for_missing_entries=False,
-        _raise_exceptions_for_connection_errors=False, **hub_kwargs,
-    )
-    if config_file is None:
-        return None
-    with open(config_file, encoding="utf-8") as handle:
-        return json.load(handle)
-
-
-def _read_weights(path, hub_kwargs) -> dict:
-    from transformers.utils import cached_file
-
-    for name in ("model.safetensors", "pytorch_model.bin"):
-        weights = cached_file(path, name, _raise_exceptions_for_missing_entries=False, **hub_kwargs)
-        if weights is not None:
-            return load_state_dict_file(weights)
-    raise ValueError(f"{path} has a PoolFormer/MetaFormer config.json but no model.safetensors or pytorch_model.bin")
-
-
-def foreign_config(config_dict: dict, config_class):
-    """(format, our config) for a transformers-native or timm config.json; None for ours or any other model."""
-    if config_dict.get("model_type") == "poolformer":
-        return "transformers", transformers_config_to_ours(config_dict, config_class)
-    # timm's Hub repos (e.g. timm/poolformer_s12.sail_in1k): {"architecture": ..., "num_classes": ..., ...}
-    architecture = str(config_dict.get("architecture", "")).split(".")[0]
-    if "model_type" in config_dict or architecture not in PRESETS:
-        return None
-    overrides = {"num_labels": config_dict.get("num_classes", 1000)}
-    crop_pct = config_dict.get("pretrained_cfg", {}).get("crop_pct")
-    if crop_pct:
-        overrides["crop_pct"] = crop_pct
-    names = config_dict.get("label_names")
-    if names and len(names) == overrides["num_labels"]:
-        overrides["id2label"] = dict(enumerate(names))
-        overrides["label2id"] = {name: index for index, name in enumerate(names)}
-    return "timm", config_class.from_preset(architecture, **overrides)
-
-
-def load_foreign_pretrained(cls, path, *model_args, **kwargs):
-    """Load a transformers-native PoolFormer or a timm MetaFormer folder/Hub repo into `cls`; None for any other.
-
-    The weights are renamed by the format's rules, written with our config to a temporary folder, and loaded from
-    there by the ordinary `from_pretrained`, so every one of its options (dtype, num_labels,
-    ignore_mismatched_sizes, output_loading_info, …) behaves as usual.
-    """
-    from safetensors.torch import save_file
-    from transformers.modeling_utils import PreTrainedModel
-
-    from .modeling_poolformer import PoolFormerForImageClassification
-
-    if not isinstance(path, (str, os.PathLike)) or os.path.isfile(path):
-        return None
-    path = os.fspath(path)
-    hub_kwargs = {key: kwargs[key] for key in _HUB_KWARGS if kwargs.get(key) is not None}
-    config_dict = _read_config_dict(path, hub_kwargs)
-    found = foreign_config(config_dict, cls.config_class) if config_dict is not None else None
-    if found is None:
-        return None
-    source_format, config = found
-    config = kwargs.pop("config", None) or config
-    renamed = rename_keys(_read_weights(path, hub_kwargs), source_format)
-    with torch.device("meta"):
-        shapes = PoolFormerForImageClassification(config)
-    state_dict = fit_to_model(renamed, shapes, ignore_mismatched_sizes=kwargs.get("ignore_mismatched_sizes", False))
-    for key in _HUB_KWARGS:
-        kwargs.pop(key, None)
-    with tempfile.TemporaryDirectory(prefix="poolformer_hf-") as folder:
-        config.save_pretrained(folder)
-        tensors = {key: tensor.contiguous() for key, tensor in state_dict.items()}
-        save_file(tensors, os.path.join(folder, "model.safetensors"), metadata={"format": "pt"})
-        return PreTrainedModel.from_pretrained.__func__(cls, folder, *model_args, **kwargs)
 
 
 def convert_state_dict(state_dict: dict, model: torch.nn.Module, source_format: str | None = None) -> dict:

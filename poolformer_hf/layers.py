@@ -1,7 +1,9 @@
 """Building blocks of a MetaFormer: norms, activations, scales, token mixers.
 
-Every module works on NCHW feature maps. A token mixer is chosen by name from `TOKEN_MIXERS`; adding one is a class
-with the constructor `(config, dim, stage)` plus one registry line.
+Every module works on NCHW feature maps (in either memory format) with plain torch ops: this file and the modeling
+file are the model's one form of the math. Faster forwards for some of these layers live in `poolformer_hf.kernels`,
+which swaps them in from outside. A token mixer is chosen by name from `TOKEN_MIXERS`; adding one is a class with the
+constructor `(config, dim, stage)` plus one registry line.
 """
 
 import torch
@@ -114,50 +116,6 @@ class DropPath(nn.Module):
         return f"drop_prob={self.drop_prob}"
 
 
-# ---------------------------------------------------------------------------------------------------------- convs
-def _cpu_has_half_matmuls() -> bool:
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
-
-
-_CPU_HAS_HALF_MATMULS = _cpu_has_half_matmuls()  # once: a constant to torch.compile, not a call to trace
-
-
-def matmul_dtype(x: torch.Tensor) -> torch.dtype:
-    """The dtype convs and GEMMs on `x` compute in: float32 for bfloat16/float16 maps on a CPU without native kernels
-    for them (AVX2-only CPUs emulate half-precision matmuls, an order of magnitude slower than float32), which keeps
-    the half-precision storage; otherwise x's own dtype."""
-    if x.dtype in (torch.bfloat16, torch.float16) and x.device.type == "cpu" and not _CPU_HAS_HALF_MATMULS:
-        return torch.float32
-    return x.dtype
-
-
-def cast_or_none(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
-    return None if tensor is None else tensor.to(dtype)
-
-
-def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)`, computed in `matmul_dtype(x)` and returned in x's dtype."""
-    dtype = matmul_dtype(x)
-    if dtype == x.dtype:
-        return conv(x)
-    return conv._conv_forward(x.to(dtype), conv.weight.to(dtype), cast_or_none(conv.bias, dtype)).to(x.dtype)
-
-
-def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1×1 conv as one GEMM over the pixels: on a channels-last map the (pixels, channels) rows are a view, and the
-    output comes back channels-last (F.conv2d may take a slower, copying path for 1×1 kernels on CPU). Under
-    torch.compile the conv itself runs: the compiler hands it to oneDNN whole, with bias, faster than the GEMM plus
-    a bias copy it would make of the linear."""
-    if torch.compiler.is_compiling() and x.device.type == "cpu":
-        return conv2d(conv, x)
-    dtype = matmul_dtype(x)
-    out = F.linear(x.permute(0, 2, 3, 1).to(dtype), conv.weight.flatten(1).to(dtype), cast_or_none(conv.bias, dtype))
-    return out.permute(0, 3, 1, 2).to(x.dtype)
-
-
 # ---------------------------------------------------------------------------------------------------------- token mixers
 class Pooling(nn.Module):
     """PoolFormer's mixer: average of each 3×3 neighbourhood, minus the token itself.
@@ -243,7 +201,7 @@ class SepConv(nn.Module):
         self.pwconv2 = nn.Conv2d(hidden, dim, 1, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pointwise_conv(self.pwconv2, self.dwconv(self.act1(pointwise_conv(self.pwconv1, x))))
+        return self.pwconv2(self.dwconv(self.act1(self.pwconv1(x))))
 
 
 class Attention(nn.Module):
@@ -286,7 +244,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Conv2d(hidden, dim, 1, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return pointwise_conv(self.fc2, self.act(pointwise_conv(self.fc1, x)))
+        return self.fc2(self.act(self.fc1(x)))
 
 
 class MlpHead(nn.Module):

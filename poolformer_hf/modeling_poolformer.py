@@ -4,48 +4,35 @@ One path through every model: pixel_values → stem → [downsample → blocks] 
 `PoolFormerModel` owns that path; the classification and backbone classes only add what is theirs.
 """
 
+import os
+import shutil
+import tempfile
+
 import torch
 from torch import nn
 from transformers import initialization as init
-from transformers.backbone_utils import BackboneMixin
+from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
     BackboneOutput,
+    BaseModelOutputWithNoAttention,
     BaseModelOutputWithPoolingAndNoAttention,
     ImageClassifierOutputWithNoAttention,
 )
 from transformers.modeling_utils import PreTrainedModel
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
+from transformers.utils.generic import can_return_tuple, merge_with_config_defaults
+from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_poolformer import PoolFormerConfig
-from .conversion import load_foreign_pretrained
-from .fused import mlp_mixing, pooling_mixing
-from .inference import fuse_for_inference
-from .layers import (
-    TOKEN_MIXERS,
-    DropPath,
-    GroupNorm1,
-    Mlp,
-    MlpHead,
-    Pooling,
-    RandomMixing,
-    Scale,
-    conv2d,
-    make_norm,
-    make_scale,
-)
-
-
-def _scale_of(module: nn.Module) -> torch.Tensor | None:
-    return module.scale if isinstance(module, Scale) else None
+from .layers import TOKEN_MIXERS, DropPath, Mlp, MlpHead, RandomMixing, Scale, make_norm, make_scale
 
 
 class MetaFormerBlock(GradientCheckpointingLayer):
-    """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)));  Z = Y·r2 + drop(ls2 · MLP(Norm2(Y))).
+    """Y = r1·X + drop(ls1 · TokenMixer(Norm1(X)));  Z = r2·Y + drop(ls2 · MLP(Norm2(Y))).
 
     ls (LayerScale) and r (ResScale) are learned per-channel scales, identity where the config turns them off.
-    PoolFormer's branches (one-group GroupNorm with pooling; one-group GroupNorm with a GELU MLP) run through the lean
-    kernels of `fused.py`: the same parameters and math, fewer memory passes, and in training only the branch inputs
-    are stored (norms, pooling and GELU are recomputed in backward).
     """
 
     def __init__(self, config: PoolFormerConfig, stage: int, drop_path: float):
@@ -65,42 +52,10 @@ class MetaFormerBlock(GradientCheckpointingLayer):
         self.res_scale2 = make_scale(dim, res_scale)
         # One module, drawn independently on each branch: stochastic depth once per branch, never twice.
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.lean_token_mixing = isinstance(self.norm1, GroupNorm1) and isinstance(self.token_mixer, Pooling)
-        self.lean_mlp = isinstance(self.norm2, GroupNorm1) and type(self.mlp.act) is nn.GELU
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.mix_channels(self.mix_tokens(x))
-
-    def mix_tokens(self, x: torch.Tensor) -> torch.Tensor:
-        """Y = X·r1 + drop(ls1 · TokenMixer(Norm1(X)))."""
-        if self.lean_token_mixing and self.lean_kernels_apply(x):
-            return pooling_mixing(x, self.norm1, self.token_mixer.pool_size, _scale_of(self.layer_scale1),
-                                  _scale_of(self.res_scale1), self.branch_factor(x))
-        return self.res_scale1(x) + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x))))
-
-    def mix_channels(self, x: torch.Tensor) -> torch.Tensor:
-        """Z = Y·r2 + drop(ls2 · MLP(Norm2(Y)))."""
-        if self.lean_mlp and self.lean_kernels_apply(x):
-            return mlp_mixing(x, self.norm2, self.mlp, _scale_of(self.layer_scale2), _scale_of(self.res_scale2),
-                              self.branch_factor(x))
+        x = self.res_scale1(x) + self.drop_path(self.layer_scale1(self.token_mixer(self.norm1(x))))
         return self.res_scale2(x) + self.drop_path(self.layer_scale2(self.mlp(self.norm2(x))))
-
-    def lean_kernels_apply(self, x: torch.Tensor) -> bool:
-        """Whether the lean kernels run. They call GEMMs with explicit output buffers, which autocast does not cast:
-        under autocast, or when the input's dtype differs from the weights', the plain modules (which autocast
-        handles) run. So they do for inference under torch.compile, whose generated kernels fuse the modules'
-        elementwise ops themselves; compiled training keeps the lean kernels for their smaller saved state."""
-        if torch.compiler.is_compiling() and not torch.is_grad_enabled():
-            return False
-        if x.dtype != self.mlp.fc1.weight.dtype:
-            return False
-        return x.device.type == "meta" or not torch.is_autocast_enabled(x.device.type)  # meta: no autocast there
-
-    def branch_factor(self, x: torch.Tensor) -> torch.Tensor | None:
-        """Stochastic depth as one factor per sample (0 or 1/keep), drawn by `drop_path`; None when inactive."""
-        if not (self.training and isinstance(self.drop_path, DropPath)):
-            return None
-        return self.drop_path(x.new_ones(x.shape[0]))
 
 
 class Stem(nn.Module):
@@ -119,7 +74,7 @@ class Stem(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(conv2d(self.conv, x))
+        return self.norm(self.conv(x))
 
 
 class Downsample(nn.Module):
@@ -136,7 +91,7 @@ class Downsample(nn.Module):
         self.conv = nn.Conv2d(in_dim, out_dim, config.patch_sizes[stage], config.strides[stage], config.padding[stage])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return conv2d(self.conv, self.norm(x))
+        return self.conv(self.norm(x))
 
 
 class MetaFormerStage(nn.Module):
@@ -189,10 +144,27 @@ def minimum_input_size(config: PoolFormerConfig) -> int:
     return size
 
 
-def _memory_format(tensor: torch.Tensor) -> torch.memory_format:
-    if tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+# Checkpoint names of transformers' built-in PoolFormer (the `sail/poolformer_*` repos) and of timm's MetaFormer Hub
+# folders (`timm/<preset>.<tag>`), renamed to ours on the way in by transformers' `key_mapping` (each rule renames the
+# part of a key it matches; the rules chain). None of them matches a name of ours except a bare `stem.`/`stages.`/
+# `norm.`, whose prefix transformers takes off again when the model has none.
+FOREIGN_KEY_MAPPING = {
+    # transformers: encoder.patch_embeddings.{i}.projection, encoder.block.{i}.{j}.{before_norm,after_norm,output}
+    r"encoder\.patch_embeddings\.0\.projection\.": "stem.conv.",
+    r"encoder\.patch_embeddings\.(\d+)\.projection\.": r"stages.\1.downsample.conv.",
+    r"encoder\.block\.(\d+)\.": r"stages.\1.blocks.",
+    r"\.before_norm\.": ".norm1.",
+    r"\.after_norm\.": ".norm2.",
+    r"\.output\.conv(\d)\.": r".mlp.fc\1.",
+    r"\.layer_scale_(\d)$": r".layer_scale\1.scale",
+    r"^norm\.": "poolformer.norm.",
+    # timm: stem, stages, head.norm, head.fc (linear) or head.fc.{fc1,norm,fc2} (MLP head)
+    r"^stem\.": "poolformer.stem.",
+    r"^stages\.": "poolformer.stages.",
+    r"^head\.norm\.": "poolformer.norm.",
+    r"^head\.fc\.(fc1|fc2|norm)\.": r"classifier.\1.",
+    r"^head\.fc\.": "classifier.",
+}
 
 
 class PoolFormerPreTrainedModel(PreTrainedModel):
@@ -217,60 +189,68 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
             init.ones_(module.scale)
             init.zeros_(module.bias)
 
-    # Set on the frozen copies made by `fuse_for_inference`, which can neither train nor be saved.
-    is_fused_for_inference = False
-
-    def fuse_for_inference(self, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
-        """A frozen inference copy with norms and LayerScales folded into the convs, channels-last weights and,
-        with `compile=True`, torch.compile; this model is untouched (see `poolformer_hf.inference`)."""
-        return fuse_for_inference(self, dtype=dtype, compile=compile)
-
-    def train(self, mode: bool = True):
-        if mode and self.is_fused_for_inference:
-            raise RuntimeError(
-                "This copy was fused for inference (norms and LayerScales folded into the convs) and cannot be "
-                "trained: train the original model and call fuse_for_inference() again"
-            )
-        return super().train(mode)
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
+        """`PreTrainedModel.from_pretrained`; folders and Hub repos of transformers' built-in PoolFormer
+        (`sail/poolformer_*`) and timm's MetaFormer Hub folders load too: their config is translated by
+        `PoolFormerConfig.from_dict`, their weight names by `FOREIGN_KEY_MAPPING`, and the model saves in our names.
+        (timm's CAFormer keeps its attention stages' MLPs as linear layers: convert those with
+        `scripts/convert_checkpoint.py`, which reshapes them into our 1×1 convs.)"""
+        kwargs.setdefault("key_mapping", FOREIGN_KEY_MAPPING)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded
+        model._weight_conversions = None  # save in our names, not back in the checkpoint's
+        return loaded
 
     def save_pretrained(self, save_directory, *args, **kwargs):
-        """`PreTrainedModel.save_pretrained`, with every head in `auto_map`, not only the one saved.
+        """`PreTrainedModel.save_pretrained`, atomic, with every head in `auto_map`, not only the one saved.
 
-        transformers would write only the saved class; then `AutoModel.from_pretrained(folder,
+        The files are written to a temporary folder beside `save_directory` and renamed into it, so a save that fails
+        (a config attribute JSON cannot hold, a full disk) leaves a previous save there loading as before.
+        transformers would write only the saved class into `auto_map`; then `AutoModel.from_pretrained(folder,
         trust_remote_code=True)` on a saved classifier (as the feature-extraction pipeline does) would find no entry
-        and fall back, by config class name, to transformers' own PoolFormerModel with random weights. A copy made by
-        `fuse_for_inference` refuses: its folded weights do not fit the config's architecture.
+        and fall back, by config class name, to transformers' own PoolFormerModel with random weights.
         """
-        if self.is_fused_for_inference:
-            raise RuntimeError(
-                "This copy was fused for inference: its folded weights do not fit the config's architecture. Save the "
-                "original model instead"
-            )
         heads = (PoolFormerModel, PoolFormerForImageClassification, PoolFormerBackbone)
         self.config.auto_map = {
             **(getattr(self.config, "auto_map", None) or {}),
             **{head._auto_class: f"{head.__module__.rsplit('.', 1)[-1]}.{head.__name__}" for head in heads
                if head._auto_class is not None},
         }
-        return super().save_pretrained(save_directory, *args, **kwargs)
+        if kwargs.get("push_to_hub") or os.path.isfile(save_directory):
+            return super().save_pretrained(save_directory, *args, **kwargs)  # the Hub commit is atomic on its own
+        save_directory = os.path.abspath(save_directory)
+        parent = os.path.dirname(save_directory)
+        os.makedirs(parent, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(save_directory)}.saving-", dir=parent)
+        try:
+            super().save_pretrained(staging, *args, **kwargs)
+            os.makedirs(save_directory, exist_ok=True)
+            written = set(os.listdir(staging))
+            for name in os.listdir(save_directory):  # weights of an earlier save that this one does not replace
+                if name not in written and _is_weights_file(name):
+                    os.remove(os.path.join(save_directory, name))
+            for name in sorted(written, key=lambda name: name == "config.json"):  # config last: it says "complete"
+                os.replace(os.path.join(staging, name), os.path.join(save_directory, name))
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
 
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
-        """`PreTrainedModel.from_pretrained`, which also accepts folders and Hub repos of transformers' built-in
-        PoolFormer (e.g. the `sail/poolformer_*` checkpoints) and timm's MetaFormer Hub folders (e.g.
-        `timm/poolformerv2_s12.sail_in1k`): their keys are renamed on the fly (see `conversion.py`)."""
-        foreign = load_foreign_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs)
-        if foreign is not None:
-            return foreign
-        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
+def _is_weights_file(name: str) -> bool:
+    return name.startswith("model") and (name.endswith(".safetensors") or name.endswith(".safetensors.index.json"))
 
 
 class PoolFormerModel(PoolFormerPreTrainedModel):
     """The MetaFormer body plus the final norm and global average pool.
 
-    Returns `last_hidden_state` (batch, C4, H/32, W/32), `pooler_output` (batch, C4: the normalized, globally pooled
-    embedding) and, when asked, `hidden_states`: the stem output and each stage's output.
+    Returns `last_hidden_state` (batch, C4, H/32, W/32), `pooler_output` (batch, C4: the final norm and the global
+    average pool, in the order `config.head_norm_position` says) and, when asked, `hidden_states`: each stage's
+    output, as transformers' PoolFormer returns them.
     """
+
+    _can_record_outputs = {"hidden_states": OutputRecorder(MetaFormerStage, capture_initial_hidden_state=False)}
+    # A classifier's or backbone's folder loads into the base model without a report of the heads it leaves out.
+    _keys_to_ignore_on_load_unexpected = [r"classifier\.", r"hidden_states_norms\."]
 
     def __init__(self, config: PoolFormerConfig, add_pooling_layer: bool = True):
         super().__init__(config)
@@ -289,22 +269,15 @@ class PoolFormerModel(PoolFormerPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.stem.conv
 
-    def forward_features(self, pixel_values: torch.Tensor, output_hidden_states: bool = False):
-        """The body alone: the last feature map and, if asked, (stem output, stage 1 output, …, last stage).
-
-        The body runs channels-last (1×1 convs become GEMMs over pixel rows; norms, pooling and elementwise ops read
-        memory in order); the maps come back in the memory format of `pixel_values`.
-        """
+    @merge_with_config_defaults
+    @capture_outputs(tie_last_hidden_states=False)
+    def encode(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BaseModelOutputWithNoAttention:
+        """The body alone: stem, then every stage; `hidden_states` as the class's `_can_record_outputs` records."""
         check_pixel_values(pixel_values, self.config)
-        output_format = _memory_format(pixel_values)
-        hidden = self.stem(pixel_values.contiguous(memory_format=torch.channels_last))
-        maps = [hidden] if output_hidden_states else []
+        hidden = self.stem(pixel_values)
         for stage in self.stages:
             hidden = stage(hidden)
-            if output_hidden_states:
-                maps.append(hidden)
-        maps = [state.contiguous(memory_format=output_format) for state in (maps or [hidden])]
-        return maps[-1], (tuple(maps) if output_hidden_states else None)
+        return BaseModelOutputWithNoAttention(last_hidden_state=hidden)
 
     def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
         """The image embedding: the final norm and global average pooling, in the order the config says."""
@@ -312,23 +285,16 @@ class PoolFormerModel(PoolFormerPreTrainedModel):
             return self.norm(last_hidden_state).mean((-2, -1))
         return self.norm(last_hidden_state.mean((-2, -1), keepdim=True)).flatten(1)
 
+    @can_return_tuple
     def forward(
-        self,
-        pixel_values: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> tuple | BaseModelOutputWithPoolingAndNoAttention:
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        last, hidden_states = self.forward_features(pixel_values, output_hidden_states)
-        pooled = self.pool(last) if self.norm is not None else None
-        if not return_dict:
-            return tuple(v for v in (last, pooled, hidden_states) if v is not None)
+        self, pixel_values: torch.Tensor | None = None, **kwargs: Unpack[TransformersKwargs]
+    ) -> BaseModelOutputWithPoolingAndNoAttention:
+        outputs = self.encode(pixel_values, **kwargs)
+        last = outputs.last_hidden_state
         return BaseModelOutputWithPoolingAndNoAttention(
-            last_hidden_state=last, pooler_output=pooled, hidden_states=hidden_states
+            last_hidden_state=last,
+            pooler_output=self.pool(last) if self.norm is not None else None,
+            hidden_states=outputs.hidden_states,
         )
 
 
@@ -338,6 +304,8 @@ class PoolFormerForImageClassification(PoolFormerPreTrainedModel):
     `labels` give a loss by `config.problem_type`: cross-entropy for single-label, BCE-with-logits for multi-label,
     MSE for regression (inferred from the labels' dtype and num_labels when unset, as transformers does).
     """
+
+    accepts_loss_kwargs = False
 
     def __init__(self, config: PoolFormerConfig):
         super().__init__(config)
@@ -355,36 +323,33 @@ class PoolFormerForImageClassification(PoolFormerPreTrainedModel):
     def get_input_embeddings(self) -> nn.Module:
         return self.poolformer.get_input_embeddings()
 
+    @can_return_tuple
     def forward(
         self,
         pixel_values: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> tuple | ImageClassifierOutputWithNoAttention:
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        outputs = self.poolformer(pixel_values, output_hidden_states=output_hidden_states, return_dict=True)
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> ImageClassifierOutputWithNoAttention:
+        outputs = self.poolformer(pixel_values, **kwargs)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = self.loss_function(labels, logits, self.config) if labels is not None else None
-        if not return_dict:
-            output = (logits,) + ((outputs.hidden_states,) if outputs.hidden_states is not None else ())
-            return ((loss,) + output) if loss is not None else output
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
 
 
-class PoolFormerBackbone(BackboneMixin, PoolFormerPreTrainedModel):
+class PoolFormerBackbone(BackboneMixin, PoolFormerModel):
     """Multi-scale feature maps (strides 4, 8, 16, 32) for detection and segmentation heads such as UperNet.
 
     `config.out_features` / `out_indices` pick from `stage_names` = ["stem", "stage1", …, "stage4"]; each returned map
     goes through its own norm when `config.backbone_norm` is set, as in the papers' dense-prediction setups.
+    `hidden_states` are the stem output and each stage's output, one per stage name (as transformers' backbones do).
     """
 
     has_attentions = False
+    _can_record_outputs = {"hidden_states": OutputRecorder(MetaFormerStage, capture_initial_hidden_state=True)}
+    _keys_to_ignore_on_load_unexpected = [r"classifier\.", r"(^|\.)norm\.(weight|bias)$"]
 
     def __init__(self, config: PoolFormerConfig):
-        super().__init__(config)
-        self.poolformer = PoolFormerModel(config, add_pooling_layer=False)
+        super().__init__(config, add_pooling_layer=False)
         self.num_features = [config.hidden_sizes[0]] + list(config.hidden_sizes)
         self.hidden_states_norms = nn.ModuleDict(
             {
@@ -396,26 +361,15 @@ class PoolFormerBackbone(BackboneMixin, PoolFormerPreTrainedModel):
         )
         self.post_init()
 
-    def forward(
-        self,
-        pixel_values: torch.Tensor,
-        output_hidden_states: bool | None = None,
-        return_dict: bool | None = None,
-        **kwargs,
-    ) -> tuple | BackboneOutput:
-        output_hidden_states = (
-            output_hidden_states if output_hidden_states is not None else self.config.output_hidden_states
-        )
-        return_dict = return_dict if return_dict is not None else self.config.return_dict
-        _, hidden_states = self.poolformer.forward_features(pixel_values, output_hidden_states=True)
+    @can_return_tuple
+    @filter_output_hidden_states
+    def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BackboneOutput:
+        hidden_states = self.encode(pixel_values, **kwargs).hidden_states
         feature_maps = tuple(
             self.hidden_states_norms[stage](hidden)
             for stage, hidden in zip(self.stage_names, hidden_states)
             if stage in self.out_features
         )
-        hidden_states = hidden_states if output_hidden_states else None
-        if not return_dict:
-            return (feature_maps,) + ((hidden_states,) if hidden_states is not None else ())
         return BackboneOutput(feature_maps=feature_maps, hidden_states=hidden_states)
 
 

@@ -20,7 +20,7 @@ _V2_STYLE = {
     "norm_bias": False,
     "norm_eps": 1e-6,
     "downsample_norm": "layer_norm",
-    "use_layer_scale": False,
+    "layer_scale_init_value": None,
     "res_scale_init_value": [None, None, 1.0, 1.0],
     "head_norm_type": "layer_norm",
     "head_norm_position": "after_pool",

@@ -23,7 +23,7 @@ def test_out_indices_select_and_each_output_is_normalized():
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         out = backbone(x, output_hidden_states=True)
-        body = backbone.poolformer(x, output_hidden_states=True).hidden_states
+        body = backbone.encode(x, output_hidden_states=True).hidden_states
     assert len(out.feature_maps) == 3 and len(out.hidden_states) == 5
     for stage, feature in zip(["stem", "stage2", "stage4"], out.feature_maps):
         index = backbone.stage_names.index(stage)
@@ -34,7 +34,7 @@ def test_backbone_norm_can_be_turned_off():
     backbone = PoolFormerBackbone(tiny_config(out_features=["stage3"], backbone_norm=False)).eval()
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(backbone(x).feature_maps[0], backbone.poolformer(x, output_hidden_states=True).hidden_states[3])
+        assert torch.equal(backbone(x).feature_maps[0], backbone.encode(x, output_hidden_states=True).hidden_states[3])
 
 
 def test_backbone_loads_a_classification_checkpoint(tmp_path):
@@ -44,7 +44,7 @@ def test_backbone_loads_a_classification_checkpoint(tmp_path):
     # network; the class itself loads offline.)
     backbone = PoolFormerBackbone.from_pretrained(tmp_path, out_features=["stage2", "stage4"])
     assert isinstance(backbone, PoolFormerBackbone)
-    assert torch.equal(backbone.poolformer.stages[1].blocks[0].mlp.fc1.weight,
+    assert torch.equal(backbone.stages[1].blocks[0].mlp.fc1.weight,
                        classifier.poolformer.stages[1].blocks[0].mlp.fc1.weight)
 
 
@@ -59,7 +59,7 @@ def test_upernet_segmentation_forward_and_backward():
     out = model(pixel_values=pixels, labels=labels)
     assert out.logits.shape == (2, 5, 64, 64)
     out.loss.backward()
-    grad = model.backbone.poolformer.stem.conv.weight.grad
+    grad = model.backbone.stem.conv.weight.grad
     assert grad is not None and grad.abs().sum() > 0
 
 

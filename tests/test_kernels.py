@@ -1,5 +1,6 @@
-"""Every fast path gives the plain path's outputs and gradients: the lean kernels of fused.py (against the modules'
-autograd and gradcheck), channels-last vs NCHW inputs, fuse_for_inference, torch.compile, bfloat16."""
+"""The kernel layer gives the plain modules' outputs and gradients, and steps aside where it must: the branch kernels
+(against the modules' autograd and gradcheck), whole models with and without kernels for NCHW and channels-last
+inputs, the switches (`set_kernels`, POOLFORMER_HF_KERNELS), torch.compile / torch.export, autocast, bfloat16."""
 
 import copy
 
@@ -8,11 +9,16 @@ import torch
 import torch.nn.functional as F
 
 from conftest import max_abs_diff, randomize_, tiny_config
-from poolformer_hf import PoolFormerBackbone, PoolFormerConfig, PoolFormerForImageClassification, PoolFormerModel
-from poolformer_hf import fused
-from poolformer_hf.inference import fuse_for_inference
+from poolformer_hf import (
+    PoolFormerBackbone,
+    PoolFormerConfig,
+    PoolFormerForImageClassification,
+    PoolFormerModel,
+    kernels,
+    set_kernels,
+)
+from poolformer_hf.kernels import branches
 from poolformer_hf.layers import GroupNorm1, Mlp
-from poolformer_hf.modeling_poolformer import MetaFormerBlock
 
 
 def images(batch=2, size=64, seed=0, dtype=torch.float32):
@@ -20,12 +26,22 @@ def images(batch=2, size=64, seed=0, dtype=torch.float32):
 
 
 def plain_copy(model):
-    """The same model through the plain module path (every block's lean kernels turned off)."""
-    plain = copy.deepcopy(model)
-    for module in plain.modules():
-        if isinstance(module, MetaFormerBlock):
-            module.lean_token_mixing = module.lean_mlp = False
-    return plain
+    """The same model through the plain modules (the kernel layer turned off)."""
+    return set_kernels(copy.deepcopy(model), None)
+
+
+def close(actual, expected, tolerance=1e-5):
+    """Equal up to float32 rounding, relative to the size of the values."""
+    return max_abs_diff(actual, expected) <= tolerance * max(1.0, expected.abs().max().item())
+
+
+def forbid_kernels(monkeypatch):
+    """Make every kernel forward that would run raise: what runs afterwards ran the plain modules."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("a kernel ran")
+
+    for name in ("pooling_mixing", "mlp_mixing", "pointwise_conv", "conv2d"):
+        monkeypatch.setattr(kernels, name, refuse)
 
 
 # ------------------------------------------------------------------------------------------------- the kernels
@@ -60,7 +76,7 @@ def test_pooling_kernel_matches_the_modules_and_their_gradients(layer_scale, res
     x = torch.randn(3, 6, 5, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     leaves = [x, norm.weight, norm.bias] + [t for t in (ls, rs) if t is not None]
 
-    actual = fused.pooling_mixing(x, norm, 3, ls, rs, d)
+    actual = branches.pooling_mixing(x, norm, 3, ls, rs, d)
     normed = norm(x)
     expected = reference_residual(x, F.avg_pool2d(normed, 3, 1, 1, count_include_pad=False) - normed, ls, rs, d)
     grad = torch.randn_like(expected)
@@ -68,7 +84,7 @@ def test_pooling_kernel_matches_the_modules_and_their_gradients(layer_scale, res
     for a, e in zip(torch.autograd.grad(actual, leaves, grad), torch.autograd.grad(expected, leaves, grad)):
         assert max_abs_diff(a, e) < 1e-10
     with torch.no_grad():
-        assert max_abs_diff(fused.pooling_mixing(x, norm, 3, ls, rs, d), expected) < 1e-12
+        assert max_abs_diff(branches.pooling_mixing(x, norm, 3, ls, rs, d), expected) < 1e-12
 
 
 def test_pooling_kernel_passes_gradcheck():
@@ -76,7 +92,7 @@ def test_pooling_kernel_passes_gradcheck():
     ls, rs, _ = optional_scales(3, True, True, False)
     x = torch.randn(2, 3, 3, 4, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     inputs = (x, norm.weight, ls, rs)
-    assert torch.autograd.gradcheck(lambda x, gamma, ls, rs: fused._PoolingMixing.apply(
+    assert torch.autograd.gradcheck(lambda x, gamma, ls, rs: branches._PoolingMixing.apply(
         x, gamma, norm.bias, ls, rs, torch.tensor([0.5, 2.0], dtype=torch.float64), 3, 1e-5), inputs)
 
 
@@ -85,20 +101,20 @@ def test_pooling_kernel_passes_gradcheck():
 @pytest.mark.parametrize("size", [(5, 7), (2, 2)])  # more pixel rows than hidden channels, and fewer
 def test_mlp_kernel_matches_the_modules_and_their_gradients(monkeypatch, layer_scale, res_scale, dropped, chunk_bytes,
                                                             size):
-    monkeypatch.setattr(fused, "CHUNK_BYTES", chunk_bytes)
+    monkeypatch.setattr(branches, "CHUNK_BYTES", chunk_bytes)
     norm, mlp = branch_parts()
     ls, rs, d = optional_scales(6, layer_scale, res_scale, dropped)
     y = torch.randn(3, 6, *size, dtype=torch.float64).contiguous(memory_format=torch.channels_last).requires_grad_()
     leaves = [y, *norm.parameters(), *mlp.parameters()] + [t for t in (ls, rs) if t is not None]
 
-    actual = fused.mlp_mixing(y, norm, mlp, ls, rs, d)
+    actual = branches.mlp_mixing(y, norm, mlp, ls, rs, d)
     expected = reference_residual(y, mlp(norm(y)), ls, rs, d)
     grad = torch.randn_like(expected)
     assert max_abs_diff(actual, expected) < 1e-12
     for a, e in zip(torch.autograd.grad(actual, leaves, grad), torch.autograd.grad(expected, leaves, grad)):
         assert max_abs_diff(a, e) < 1e-10
     with torch.no_grad():
-        assert max_abs_diff(fused.mlp_mixing(y, norm, mlp, ls, rs, d), expected) < 1e-12
+        assert max_abs_diff(branches.mlp_mixing(y, norm, mlp, ls, rs, d), expected) < 1e-12
 
 
 def test_mlp_kernel_passes_gradcheck():
@@ -108,7 +124,7 @@ def test_mlp_kernel_passes_gradcheck():
     inputs = (y, norm.weight, norm.bias, mlp.fc1.weight, mlp.fc2.bias, ls, rs)
 
     def run(y, gamma, beta, w1, b2, ls, rs):
-        return fused._MlpMixing.apply(y, gamma, beta, w1, mlp.fc1.bias, mlp.fc2.weight, b2, ls, rs, None, 1e-5)
+        return branches._MlpMixing.apply(y, gamma, beta, w1, mlp.fc1.bias, mlp.fc2.weight, b2, ls, rs, None, 1e-5)
 
     assert torch.autograd.gradcheck(run, inputs)
 
@@ -120,7 +136,7 @@ def test_training_path_matches_plain_autograd_with_stochastic_depth(preset):
                                           drop_path_rate=0.5)
     model = randomize_(PoolFormerForImageClassification(config)).train()
     plain = plain_copy(model)
-    assert any(b.lean_token_mixing for b in model.modules() if isinstance(b, MetaFormerBlock))
+    assert kernels.kernels_of(model) == "cpu" and kernels.kernels_of(plain) is None
     labels = torch.tensor([0, 2, 1])
     losses = []
     for m in (model, plain):
@@ -135,70 +151,99 @@ def test_training_path_matches_plain_autograd_with_stochastic_depth(preset):
             assert max_abs_diff(a.grad, b.grad) <= 1e-5 * max(1.0, b.grad.abs().max().item()), name
 
 
-def test_inference_paths_match_and_outputs_keep_the_input_memory_format(config):
+@pytest.mark.parametrize("preset", ["poolformer_s12", "poolformerv2_s12", "convformer_s18"])
+def test_kernels_give_the_plain_outputs_for_nchw_and_channels_last_inputs(preset):
+    config = PoolFormerConfig.from_preset(preset, depths=[1, 1, 2, 1], hidden_sizes=[8, 16, 32, 32])
     model = randomize_(PoolFormerModel(config)).eval()
     pixels = images()
     with torch.no_grad():
         expected = plain_copy(model)(pixels, output_hidden_states=True)
         from_nchw = model(pixels, output_hidden_states=True)
         from_channels_last = model(pixels.contiguous(memory_format=torch.channels_last), output_hidden_states=True)
-    for out, fmt in ((from_nchw, torch.contiguous_format), (from_channels_last, torch.channels_last)):
-        assert max_abs_diff(out.last_hidden_state, expected.last_hidden_state) < 1e-5
-        assert max_abs_diff(out.pooler_output, expected.pooler_output) < 1e-5
+    for out in (from_nchw, from_channels_last):
+        assert close(out.last_hidden_state, expected.last_hidden_state)
+        assert close(out.pooler_output, expected.pooler_output)
         for actual, reference in zip(out.hidden_states, expected.hidden_states, strict=True):
-            assert max_abs_diff(actual, reference) < 1e-5
-            assert actual.is_contiguous(memory_format=fmt)
-    from_nchw.last_hidden_state.view(2, 32, -1)  # NCHW callers can still .view() what they get
+            assert close(actual, reference)
 
 
-@pytest.mark.parametrize("preset", ["poolformer_s12", "poolformerv2_s12", "convformer_s18"])
-def test_fuse_for_inference_gives_the_same_logits_and_refuses_training(tmp_path, preset):
-    config = PoolFormerConfig.from_preset(preset, depths=[1, 1, 2, 1], hidden_sizes=[32, 32, 64, 64], num_labels=4)
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("kernel_set", ["cpu", None])
+def test_gradients_reach_every_returned_hidden_state(channels_last, kernel_set):
+    # Grad-CAM and attributions differentiate the output with respect to intermediate maps: each returned hidden state
+    # must be the tensor the output was computed from, whatever the input's memory format.
+    model = set_kernels(randomize_(PoolFormerForImageClassification(tiny_config())).eval(), kernel_set)
+    pixels = images()
+    if channels_last:
+        pixels = pixels.contiguous(memory_format=torch.channels_last)
+    out = model(pixels, output_hidden_states=True)
+    assert len(out.hidden_states) == 4
+    grads = torch.autograd.grad(out.logits[:, 0].sum(), out.hidden_states)
+    assert all(grad is not None and grad.abs().sum() > 0 for grad in grads)
+
+
+def test_set_kernels_switches_every_layer_and_none_runs_only_the_plain_modules(monkeypatch, config):
     model = randomize_(PoolFormerForImageClassification(config)).eval()
-    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
-    fast = model.fuse_for_inference()
+    swapped = [name for name, module in model.named_modules() if "forward" in module.__dict__]
+    assert any(name.endswith("blocks.0") for name in swapped) and "poolformer.stem" in swapped
     with torch.no_grad():
-        assert max_abs_diff(fast(images()).logits, model(images()).logits) < 1e-4
-    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
-    assert not any(param.requires_grad for param in fast.parameters())
-    with pytest.raises(RuntimeError, match="fused for inference"):
-        fast.train()
-    with pytest.raises(RuntimeError, match="fused for inference"):
-        fast.save_pretrained(tmp_path)
-    with pytest.raises(RuntimeError):  # nothing to differentiate
-        fast(images()).logits.sum().backward()
-    model.train()  # the original trains on
-    model(images(), labels=torch.tensor([0, 1])).loss.backward()
+        expected = model(images()).logits
+        set_kernels(model, None)
+        assert not [name for name, module in model.named_modules() if "forward" in module.__dict__]
+        forbid_kernels(monkeypatch)
+        assert max_abs_diff(model(images()).logits, expected) < 1e-5
+    with pytest.raises(ValueError, match="kernels must be one of"):
+        set_kernels(model, "cuda")
 
 
-def test_fuse_for_inference_rejects_other_models():
-    with pytest.raises(ValueError, match="poolformer_hf model"):
-        fuse_for_inference(torch.nn.Linear(2, 2))
+def test_the_environment_variable_turns_the_kernels_off_for_new_models(monkeypatch, config):
+    monkeypatch.setenv("POOLFORMER_HF_KERNELS", "0")
+    assert kernels.kernels_of(PoolFormerModel(config)) is None
+    monkeypatch.setenv("POOLFORMER_HF_KERNELS", "cpu")
+    assert kernels.kernels_of(PoolFormerModel(config)) == "cpu"
+    monkeypatch.setenv("POOLFORMER_HF_KERNELS", "fast")
+    with pytest.raises(ValueError, match="POOLFORMER_HF_KERNELS='fast'"):
+        PoolFormerModel(config)
+
+
+def test_kernels_step_aside_off_the_cpu_and_for_other_dtypes():
+    weight = torch.zeros(2)
+    assert kernels.kernels_run(torch.zeros(2), weight)
+    assert not kernels.kernels_run(torch.zeros(2, device="meta"), weight)  # CUDA and others: not measured there
+    assert not kernels.kernels_run(torch.zeros(2, dtype=torch.float64), weight)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert not kernels.kernels_run(torch.zeros(2), weight)
+
+
+def test_kernels_step_aside_under_torch_compile_and_export(monkeypatch, config):
+    model = randomize_(PoolFormerForImageClassification(config)).eval()
+    pixels, other = images(), images(batch=3, seed=5)
+    with torch.no_grad():
+        expected, expected_other = model(pixels).logits, model(other).logits
+    forbid_kernels(monkeypatch)
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="eager")
+    with torch.no_grad():
+        assert max_abs_diff(compiled(pixels).logits, expected) < 1e-5
+    # torch.export with grad enabled (its default) and a dynamic batch: the program holds plain ops, no kernel
+    # specialised to the example's shape, so it gives the eager outputs at another batch size.
+    batch = torch.export.Dim("batch", min=1, max=8)
+    program = torch.export.export(model, (pixels,), dynamic_shapes=({0: batch},))
+    with torch.no_grad():
+        assert max_abs_diff(program.module()(other).logits, expected_other) < 1e-5
 
 
 def test_bfloat16_paths_stay_close_to_float32(config):
     model = randomize_(PoolFormerForImageClassification(config)).eval()
     with torch.no_grad():
         expected = model(images()).logits
-        default = copy.deepcopy(model).to(torch.bfloat16)(images(dtype=torch.bfloat16)).logits
-        fast = model.fuse_for_inference(dtype=torch.bfloat16)(images(dtype=torch.bfloat16)).logits
-    assert default.dtype == fast.dtype == torch.bfloat16
+        half = copy.deepcopy(model).to(torch.bfloat16)
+        default = half(images(dtype=torch.bfloat16)).logits
+        plain = plain_copy(half)(images(dtype=torch.bfloat16)).logits
+    assert default.dtype == plain.dtype == torch.bfloat16
     scale = expected.abs().max().item()
     assert max_abs_diff(default, expected) < 0.05 * scale
-    assert max_abs_diff(fast, expected) < 0.05 * scale
-
-
-def test_fusing_a_bfloat16_model_keeps_every_parameter_bfloat16(config):
-    # The folded LayerScale is a new module: it must take the model's dtype, or the plain modules (compiled inference)
-    # would promote the maps to float32 and the next conv would refuse them.
-    model = randomize_(PoolFormerForImageClassification(config)).eval().to(torch.bfloat16)
-    fast = model.fuse_for_inference()
-    assert {param.dtype for param in fast.parameters()} == {torch.bfloat16}
-    with torch.no_grad():
-        lean = fast(images(dtype=torch.bfloat16)).logits
-        plain = torch.compile(fast, fullgraph=True, backend="eager")(images(dtype=torch.bfloat16)).logits
-    assert plain.dtype == torch.bfloat16
-    assert max_abs_diff(plain, lean) < 0.05 * lean.float().abs().max().item()
+    assert max_abs_diff(plain, expected) < 0.05 * scale
 
 
 def test_autocast_bfloat16_training_step_runs_and_stays_close(config):
@@ -216,7 +261,7 @@ def test_autocast_bfloat16_training_step_runs_and_stays_close(config):
 
 
 # ------------------------------------------------------------------------------------------------- torch.compile
-def test_compile_fullgraph_for_every_head_and_the_fused_model():
+def test_compile_fullgraph_for_every_head():
     torch._dynamo.reset()
     config = tiny_config(depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 16, 16])
     pixels = images(size=32)
@@ -231,15 +276,13 @@ def test_compile_fullgraph_for_every_head_and_the_fused_model():
             compiled = torch.compile(model, fullgraph=True, dynamic=False)  # fullgraph: a graph break raises
             assert max_abs_diff(pick(compiled(pixels)), pick(model(pixels))) < 1e-5, head.__name__
             if head is PoolFormerForImageClassification:
-                fast = model.fuse_for_inference(compile=True)
-                assert max_abs_diff(fast(pixels).logits, model(pixels).logits) < 1e-5
                 half = torch.compile(copy.deepcopy(model).to(torch.bfloat16), fullgraph=True, backend="eager")
                 assert half(pixels.to(torch.bfloat16)).logits.dtype == torch.bfloat16  # no break in the bf16 path
 
 
 @pytest.mark.parametrize("preset", ["convformer_s18", "caformer_s18"])
 def test_compiled_inference_of_the_convolution_and_attention_stages_matches_eager(preset):
-    # Under torch.compile the 1×1 convs run as convs rather than GEMMs over pixel rows (and the blocks as modules).
+    # Under torch.compile the plain modules run: the 1×1 convs as convs, the blocks as the formula.
     config = PoolFormerConfig.from_preset(preset, depths=[1, 1, 1, 1], hidden_sizes=[32, 32, 64, 64], num_labels=3)
     model = randomize_(PoolFormerForImageClassification(config)).eval()
     with torch.no_grad():

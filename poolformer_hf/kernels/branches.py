@@ -1,4 +1,4 @@
-"""Lean kernels for the PoolFormer block: the modules' math with fewer memory passes and fewer stored tensors.
+"""Lean kernels for the two branches of a PoolFormer block: the modules' math with fewer memory passes and fewer stored tensors.
 
 A PoolFormer block (GroupNorm with one group, pooling mixer) is
 
@@ -23,14 +23,12 @@ Tensors are NCHW-shaped and channels-last in memory, as the model runs them; out
 import torch
 import torch.nn.functional as F
 
-from .layers import cast_or_none, matmul_dtype
+from .gemm import cast_or_none, matmul_dtype
 
 
 # The MLP's hidden activation (rows × 4C) is made and consumed in chunks of about this many bytes: small enough to
 # stay in the last-level cache between the two GEMMs and to be recycled by malloc without fresh page faults, large
-# enough that each chunk's GEMMs and threads stay busy (every op is a fork/join of the intra-op threads). On the
-# 2-core AVX2 development machine (1 MiB L2 per core, 32 MiB L3), paired runs against 16 MiB chunks: default call
-# batch 32 ×1.075, training step batch 16 ×1.055, folded model ×1.01; 2 MiB chunks gave nothing more.
+# enough that each chunk's GEMMs keep the intra-op threads busy. scripts/benchmark.py measures the effect.
 CHUNK_BYTES = 4 << 20
 
 
@@ -44,8 +42,6 @@ def _empty_channels_last(n: int, c: int, h: int, w: int, like: torch.Tensor) -> 
 
 
 def chunk_rows(rows: int, width: int, element_size: int) -> int:
-    if torch.compiler.is_compiling():  # the compiler fuses across the whole tensor; a Python loop would only unroll
-        return rows
     return max(1, min(rows, CHUNK_BYTES // (width * element_size)))
 
 

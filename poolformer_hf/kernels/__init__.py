@@ -1,0 +1,179 @@
+"""The kernel layer: faster CPU forwards for some of the model's layers, swapped in from outside the model.
+
+`modeling_poolformer.py` and `layers.py` hold the model's one form of the math, with plain modules. This package
+replaces the `forward` of chosen layer instances, the way transformers' `kernelize` swaps hub kernels into layers:
+
+| layer                                                | kernel forward                                          |
+|------------------------------------------------------|---------------------------------------------------------|
+| `MetaFormerBlock` with one-group GroupNorms, the      | both branches through `branches.py`: the token branch   |
+| pooling mixer and a GELU MLP (PoolFormer v1)          | in one statistics pass, one pooling and one lerp; the   |
+|                                                      | MLP in cache-sized row chunks                           |
+| `Mlp`, `SepConv` of the other blocks                  | 1×1 convs as GEMMs over channels-last rows              |
+| `Stem`, `Downsample`                                  | the conv on a channels-last copy, so the body after it |
+|                                                      | runs channels-last                                      |
+
+All of them compute bfloat16/float16 maps' GEMMs in float32 on CPUs without half-precision matmul units (`gemm.py`).
+
+A kernel forward runs only where it was measured to win and is exact (`kernels_run`): CPU tensors (CUDA has not been
+measured), no torch.compile / torch.export / dynamo ONNX export tracing (`torch.compiler.is_compiling()` or
+`is_exporting()`: the compiler fuses the plain modules itself, and an exported program must hold plain ops, not a
+Python loop specialised to the example's shape), no jit or fx tracing (the TorchScript ONNX exporter), no
+autocast, and inputs of the weights' dtype. Otherwise the layer's own forward runs, with the same parameters.
+
+In training the two PoolFormer branches are autograd Functions that store only the branch input (and the MLP's
+pre-activation) and recompute norm, pooling and GELU in backward: their hand-derived backward passes are kept because
+the paired benchmark in `scripts/benchmark.py --section training` measures them against torch's selective activation
+checkpointing of the plain branches (see `BRANCH_TRAINING` below and the README's table).
+
+Switches: `set_kernels(model, None)` gives every layer its own forward back; `set_kernels(model, "cpu")` swaps the
+kernels in. Models built while `poolformer_hf` is imported get `default_kernels()`: "cpu", or None when the
+environment variable POOLFORMER_HF_KERNELS is 0 / off / false / none.
+"""
+
+import os
+from types import MethodType
+
+import torch
+from torch import nn
+
+from .branches import mlp_mixing, pooling_mixing
+from .gemm import conv2d, pointwise_conv
+
+ENV_VAR = "POOLFORMER_HF_KERNELS"
+KERNEL_SETS = ("cpu",)
+_OFF = ("0", "off", "false", "no", "none")
+
+
+def default_kernels() -> str | None:
+    """The kernel set new models get: "cpu" unless POOLFORMER_HF_KERNELS turns it off."""
+    value = os.environ.get(ENV_VAR, "cpu").strip().lower()
+    if value in _OFF:
+        return None
+    if value not in KERNEL_SETS:
+        raise ValueError(f"{ENV_VAR}={value!r}: expected one of {list(KERNEL_SETS)} or one of {list(_OFF)}")
+    return value
+
+
+def kernels_run(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """Whether a kernel forward runs on input `x` for a layer whose weights are `weight` (see the module docstring)."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return False
+    if torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing():
+        return False
+    if x.device.type != "cpu" or x.dtype != weight.dtype:
+        return False
+    return not torch.is_autocast_enabled("cpu")
+
+
+def _scale_of(module: nn.Module) -> torch.Tensor | None:
+    return getattr(module, "scale", None) if not isinstance(module, nn.Identity) else None
+
+
+def _sample_scale(block, x: torch.Tensor) -> torch.Tensor | None:
+    """Stochastic depth of one branch as one factor per sample (0 or 1/keep), drawn by the block's own `drop_path`."""
+    if not block.training or isinstance(block.drop_path, nn.Identity):
+        return None
+    return block.drop_path(x.new_ones(x.shape[0]))
+
+
+# ----------------------------------------------------------------------------------------------- kernel forwards
+def _poolformer_block(block, x: torch.Tensor) -> torch.Tensor:
+    if not kernels_run(x, block.mlp.fc1.weight):
+        return type(block).forward(block, x)
+    y = pooling_mixing(x, block.norm1, block.token_mixer.pool_size, _scale_of(block.layer_scale1),
+                       _scale_of(block.res_scale1), _sample_scale(block, x))
+    return mlp_mixing(y, block.norm2, block.mlp, _scale_of(block.layer_scale2), _scale_of(block.res_scale2),
+                      _sample_scale(block, y))
+
+
+def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
+    if not kernels_run(x, mlp.fc1.weight):
+        return type(mlp).forward(mlp, x)
+    return pointwise_conv(mlp.fc2, mlp.act(pointwise_conv(mlp.fc1, x)))
+
+
+def _sepconv(mixer, x: torch.Tensor) -> torch.Tensor:
+    if not kernels_run(x, mixer.pwconv1.weight):
+        return type(mixer).forward(mixer, x)
+    hidden = mixer.act1(pointwise_conv(mixer.pwconv1, x))
+    return pointwise_conv(mixer.pwconv2, conv2d(mixer.dwconv, hidden))
+
+
+def _stem(stem, x: torch.Tensor) -> torch.Tensor:
+    if not kernels_run(x, stem.conv.weight):
+        return type(stem).forward(stem, x)
+    return stem.norm(conv2d(stem.conv, x))
+
+
+def _downsample(downsample, x: torch.Tensor) -> torch.Tensor:
+    if not kernels_run(x, downsample.conv.weight):
+        return type(downsample).forward(downsample, x)
+    return conv2d(downsample.conv, downsample.norm(x))
+
+
+def _is_poolformer_block(block) -> bool:
+    from ..layers import GroupNorm1, Pooling
+
+    return (isinstance(block.norm1, GroupNorm1) and isinstance(block.token_mixer, Pooling)
+            and isinstance(block.norm2, GroupNorm1) and type(block.mlp.act) is nn.GELU)
+
+
+def _kernel_forward(module: nn.Module):
+    """The kernel forward for `module`, or None when it has none."""
+    from ..layers import Mlp, SepConv
+    from ..modeling_poolformer import Downsample, MetaFormerBlock, Stem
+
+    if isinstance(module, MetaFormerBlock):
+        return _poolformer_block if _is_poolformer_block(module) else None
+    if isinstance(module, Mlp):
+        return _mlp
+    if isinstance(module, SepConv):
+        return _sepconv
+    if isinstance(module, Stem):
+        return _stem
+    if isinstance(module, Downsample):
+        return _downsample
+    return None
+
+
+def set_kernels(model: nn.Module, kernels: str | None = "cpu") -> nn.Module:
+    """Swap the kernel forwards into `model`'s layers ("cpu"), or give every layer its own forward back (None).
+
+    Returns `model`. An `Mlp` inside a block that runs the PoolFormer kernels is covered by the block's kernel.
+    """
+    if kernels is not None and kernels not in KERNEL_SETS:
+        raise ValueError(f"kernels must be one of {list(KERNEL_SETS)} or None, got {kernels!r}")
+    for module in model.modules():
+        module.__dict__.pop("forward", None)  # the layer's own forward (the class's) again
+    if kernels is not None:
+        for module in model.modules():
+            forward = _kernel_forward(module)
+            if forward is not None:
+                module.forward = MethodType(forward, module)
+    model.__dict__["poolformer_kernels"] = kernels
+    return model
+
+
+def kernels_of(model: nn.Module) -> str | None:
+    """The kernel set last given to `model` by `set_kernels` (None: the plain forwards)."""
+    return model.__dict__.get("poolformer_kernels")
+
+
+def install_on_new_models(model_class: type) -> None:
+    """Make every model of `model_class` built from now on get `default_kernels()` at the end of its `post_init`."""
+    original = model_class.post_init
+    if getattr(original, "installs_kernels", False):
+        return
+
+    def post_init(self):
+        original(self)
+        kernels = default_kernels()
+        if kernels is not None:
+            set_kernels(self, kernels)
+
+    post_init.installs_kernels = True
+    post_init.__doc__ = original.__doc__
+    model_class.post_init = post_init
+
+
+__all__ = ["ENV_VAR", "default_kernels", "install_on_new_models", "kernels_of", "kernels_run", "set_kernels"]
