@@ -31,6 +31,8 @@ import torch.nn.functional as F
 
 from .configuration_poolformer import PoolFormerConfig
 from .conversion import convert_state_dict, rename_keys
+from .inference import fuse_for_inference
+from .kernels import set_kernels
 from .modeling_poolformer import PoolFormerForImageClassification
 
 IMPLEMENTATIONS = ("poolformer_hf", "transformers", "timm", "roofline")
@@ -38,8 +40,38 @@ NUM_LABELS = 1000
 
 
 # ------------------------------------------------------------------------------------------------------ models
-def build_models(preset: str = "poolformer_s12", seed: int = 0) -> dict[str, torch.nn.Module]:
-    """poolformer_hf, transformers and timm classifiers of `preset` (a PoolFormer v1 preset) with the same weights."""
+def import_revision(revision: str):
+    """The `poolformer_hf` package as of git `revision` of this checkout, imported as `poolformer_hf_<sha>` from a
+    temporary copy (its imports are relative), so an earlier revision is timed beside this one in the same run."""
+    import importlib
+    import tarfile
+    import tempfile
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    sha = subprocess.run(["git", "-C", root, "rev-parse", "--short", revision], capture_output=True, text=True,
+                         check=True, timeout=60).stdout.strip()
+    name = f"poolformer_hf_{sha}"
+    folder = os.path.join(tempfile.gettempdir(), "poolformer_hf_revisions", sha)
+    if not os.path.isdir(os.path.join(folder, name)):
+        os.makedirs(folder, exist_ok=True)
+        archive = os.path.join(folder, "package.tar")
+        subprocess.run(["git", "-C", root, "archive", "-o", archive, sha, "poolformer_hf"], check=True, timeout=60)
+        with tarfile.open(archive) as tar:
+            tar.extractall(folder, filter="data")
+        os.replace(os.path.join(folder, "poolformer_hf"), os.path.join(folder, name))
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return importlib.import_module(name)
+
+
+def is_ours(impl: str) -> bool:
+    """poolformer_hf itself, or an earlier revision of it (`poolformer_hf@REV`)."""
+    return impl == "poolformer_hf" or impl.startswith("poolformer_hf@")
+
+
+def build_models(preset: str = "poolformer_s12", seed: int = 0, revisions: tuple[str, ...] = ()) -> dict:
+    """poolformer_hf, transformers and timm classifiers of `preset` (a PoolFormer v1 preset) with the same weights,
+    plus poolformer_hf as of each git revision in `revisions` (named `poolformer_hf@REV`)."""
     import timm
     import transformers
 
@@ -58,7 +90,14 @@ def build_models(preset: str = "poolformer_s12", seed: int = 0) -> dict[str, tor
     ours.load_state_dict(convert_state_dict(reference.state_dict(), ours))
     theirs_timm = timm.create_model(preset, num_classes=NUM_LABELS)
     theirs_timm.load_state_dict(state_dict_for_timm(ours.state_dict(), theirs_timm))
-    return {"poolformer_hf": ours.eval(), "transformers": reference.eval(), "timm": theirs_timm.eval()}
+    models = {"poolformer_hf": ours.eval(), "transformers": reference.eval(), "timm": theirs_timm.eval()}
+    for revision in revisions:
+        package = import_revision(revision)
+        config = package.PoolFormerConfig.from_preset(preset, num_labels=NUM_LABELS, drop_path_rate=0.0)
+        earlier = package.PoolFormerForImageClassification(config)
+        earlier.load_state_dict(ours.state_dict())
+        models[f"poolformer_hf@{revision}"] = earlier.eval()
+    return models
 
 
 def state_dict_for_timm(ours: dict, timm_model: torch.nn.Module) -> dict:
@@ -143,11 +182,15 @@ def inference_models(models: dict, dtype: torch.dtype, modes: tuple[str, ...], d
     built = {}
     for impl, base in models.items():
         base = copy.deepcopy(base).to(device=device, dtype=dtype).eval()
-        if impl == "poolformer_hf":
+        if impl != "poolformer_hf" and is_ours(impl):  # an earlier revision: its default call only
+            table = {"default": lambda: base}
+            pixel_format = torch.contiguous_format
+        elif impl == "poolformer_hf":
             table = {
                 "default": lambda: base,
-                "fused": lambda: base.fuse_for_inference(),
-                "fused+compile": lambda: base.fuse_for_inference(compile=True),
+                "plain": lambda: set_kernels(copy.deepcopy(base), None),
+                "fused": lambda: fuse_for_inference(base),
+                "fused+compile": lambda: fuse_for_inference(base, compile=True),
             }
             pixel_format = torch.contiguous_format
         else:
@@ -157,14 +200,14 @@ def inference_models(models: dict, dtype: torch.dtype, modes: tuple[str, ...], d
                 "compile": lambda: torch.compile(_channels_last(copy.deepcopy(base)), dynamic=False),
             }
         for mode, make in table.items():
-            if mode in modes or (impl == "poolformer_hf" and _OUR_MODE_OF.get(mode) in modes):
-                fmt = torch.contiguous_format if impl == "poolformer_hf" or mode == "eager" else torch.channels_last
+            if mode in modes or (is_ours(impl) and _OUR_MODE_OF.get(mode) in modes):
+                fmt = torch.contiguous_format if is_ours(impl) or mode == "eager" else torch.channels_last
                 built[(impl, mode)] = (make(), fmt)
     return built
 
 
 # Our modes shown next to the peers' modes of the same kind.
-_OUR_MODE_OF = {"default": "eager", "fused": "channels_last", "fused+compile": "compile"}
+_OUR_MODE_OF = {"default": "eager", "plain": "eager", "fused": "channels_last", "fused+compile": "compile"}
 
 
 def run_inference(models: dict, batches=(1, 32), dtypes=(torch.float32, torch.bfloat16),
@@ -225,21 +268,37 @@ def training_step(impl: str, model, batch: int, resolution: int = 224, device=to
     return step
 
 
-TRAIN_CONFIGS = {  # name → (implementation, gradient checkpointing)
-    "transformers": ("transformers", False),
-    "timm": ("timm", False),
-    "poolformer_hf": ("poolformer_hf", False),
-    "poolformer_hf+checkpointing": ("poolformer_hf", True),
+# name → (implementation, how ours trains): the kernel layer (default; its branches store only their inputs),
+# activation checkpointing of whole blocks on top, the plain modules, and the plain modules under torch's selective
+# activation checkpointing (GEMM outputs kept, the rest recomputed) — the yardstick for the kernels' own backward.
+TRAIN_CONFIGS = {
+    "transformers": ("transformers", None),
+    "timm": ("timm", None),
+    "poolformer_hf": ("poolformer_hf", None),
+    "poolformer_hf+checkpointing": ("poolformer_hf", "checkpointing"),
+    "poolformer_hf plain": ("poolformer_hf", "plain"),
+    "poolformer_hf plain+selective": ("poolformer_hf", "selective"),
 }
+
+
+def train_configs(models: dict) -> dict:
+    """TRAIN_CONFIGS plus the default training of every earlier revision in `models`."""
+    return {**TRAIN_CONFIGS, **{impl: (impl, None) for impl in models if impl not in TRAIN_CONFIGS and is_ours(impl)}}
 
 
 def _training_model(models: dict, name: str, device):
     import copy
 
-    impl, checkpointing = TRAIN_CONFIGS[name]
+    from .kernels.selective_checkpointing import apply_selective_checkpointing
+
+    impl, variant = train_configs(models)[name]
     model = copy.deepcopy(models[impl]).to(device)
-    if checkpointing:
-        model.gradient_checkpointing_enable()
+    if variant == "checkpointing":
+        model.activation_checkpointing_enable()
+    elif variant in ("plain", "selective"):
+        set_kernels(model, None)
+        if variant == "selective":
+            apply_selective_checkpointing(model)
     return impl, model
 
 
@@ -247,7 +306,7 @@ def run_training(models: dict, batches=(16, 32), repeats: int = 3, device=torch.
     results = []
     for batch in batches:
         cases = {}
-        for name in TRAIN_CONFIGS:
+        for name in train_configs(models):
             impl, model = _training_model(models, name, device)
             cases[name] = training_step(impl, model, batch, device=device)
         samples = time_interleaved(cases, repeats, warmup=1, min_seconds=0.0, device=device)
@@ -291,7 +350,7 @@ def memory_probe(spec: dict) -> dict:
         run = lambda: model(pixels)  # noqa: E731
         context = torch.inference_mode
     else:
-        models = build_models(spec.get("preset", "poolformer_s12"))
+        models = build_models(spec.get("preset", "poolformer_s12"), revisions=tuple(spec.get("revisions", ())))
         impl, model = _training_model(models, spec["name"], device)
         del models
         run = training_step(impl, model, spec["batch"], spec.get("resolution", 224), device=device)
@@ -342,12 +401,14 @@ def measure_in_subprocess(spec: dict, timeout: int = 1800) -> dict:
     raise RuntimeError(f"memory probe {spec} failed:\n{done.stderr[-3000:]}")
 
 
-def run_memory(batches=(16, 32), repeats: int = 1, device=torch.device("cpu"), log=print) -> list[dict]:
+def run_memory(batches=(16, 32), repeats: int = 1, device=torch.device("cpu"), revisions: tuple[str, ...] = (),
+               log=print) -> list[dict]:
     results = []
+    names = list(TRAIN_CONFIGS) + [f"poolformer_hf@{revision}" for revision in revisions]
     for batch in batches:
-        for name in TRAIN_CONFIGS:
-            probes = [measure_in_subprocess({"name": name, "batch": batch, "device": device.type})
-                      for _ in range(repeats)]
+        for name in names:
+            spec = {"name": name, "batch": batch, "device": device.type, "revisions": list(revisions)}
+            probes = [measure_in_subprocess(spec) for _ in range(repeats)]
             peak = statistics.median(probe["peak_bytes"] for probe in probes)
             rss = statistics.median(probe.get("rss_peak_bytes", 0) for probe in probes)
             results.append({"section": "memory", "impl": name, "batch": batch, "peak_mib": peak / 2**20,
@@ -375,9 +436,9 @@ def pointwise_conv_shapes(config: PoolFormerConfig, resolution: int = 224) -> li
 def roofline_cases(config: PoolFormerConfig, batch: int, resolution: int = 224, dtype=torch.float32,
                    device=torch.device("cpu")) -> tuple[dict[str, Callable], float]:
     """Cases that run only the model's 1×1 convs, as GEMMs with bias into preallocated outputs — over the whole batch
-    at once, and in the row chunks `fused.py` uses — and the factor that turns one case's seconds into the images/s
+    at once, and in the row chunks the MLP kernel uses — and the factor that turns one case's seconds into the images/s
     of the whole model's MACs at that GEMM rate."""
-    from .fused import chunk_rows
+    from .kernels.branches import chunk_rows
 
     shapes = pointwise_conv_shapes(config, resolution)
     make = lambda *shape: torch.randn(*shape, device=device, dtype=dtype)  # noqa: E731
@@ -438,6 +499,10 @@ def run_scaling(resolutions=(224, 384, 512, 768, 1024), models=SCALING_MODELS, r
 
 
 # ------------------------------------------------------------------------------------------------------ reports
+def _implementation_order(impl: str) -> int:
+    return IMPLEMENTATIONS.index(impl) if impl in IMPLEMENTATIONS else len(IMPLEMENTATIONS)
+
+
 def markdown_table(results: list[dict]) -> str:
     """The README tables: inference images/s per implementation and mode, training, memory, roofline, scaling."""
     lines = []
@@ -450,7 +515,7 @@ def markdown_table(results: list[dict]) -> str:
             lines += [f"**Inference, {dtype}, batch {batch}, {rows[0]['resolution']}²** (images/s, median)", "",
                       "| implementation | mode | images/s | × transformers eager | of the roofline |",
                       "|---|---|---:|---:|---:|"]
-            for row in sorted(rows, key=lambda r: (IMPLEMENTATIONS.index(r["impl"]), r["mode"])):
+            for row in sorted(rows, key=lambda r: (_implementation_order(r["impl"]), r["mode"])):
                 speedup = f"{row['images_per_s'] / baseline['images_per_s']:.2f}×" if baseline else "–"
                 share = f"{row['images_per_s'] / roof:.0%}" if roof else "–"
                 lines.append(f"| {row['impl']} | {row['mode']} | {row['images_per_s']:.1f} | {speedup} | {share} |")
@@ -502,7 +567,7 @@ def plot(results: list[dict], path: str) -> bool:
         return False
     batch = max(row["batch"] for row in inference) if inference else 0
     bars = sorted((row for row in inference if row["batch"] == batch),
-                  key=lambda r: (r["dtype"], IMPLEMENTATIONS.index(r["impl"]), r["mode"]))
+                  key=lambda r: (r["dtype"], _implementation_order(r["impl"]), r["mode"]))
     colors = {"poolformer_hf": "tab:green", "transformers": "tab:gray", "timm": "tab:brown", "roofline": "tab:blue"}
     figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), max(4.5, 0.28 * len(bars))),
                                 squeeze=False)

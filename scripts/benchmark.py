@@ -37,6 +37,8 @@ def main() -> None:
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 384, 512, 768, 1024])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--compare-revision", action="append", default=[], metavar="REV",
+                        help="also time poolformer_hf as of this git revision (default call, training, memory)")
     parser.add_argument("--out", default="benchmark_results")
     args = parser.parse_args()
 
@@ -49,7 +51,8 @@ def main() -> None:
     environment = bench.environment()
     print("environment:", environment)
 
-    models = bench.build_models()
+    revisions = tuple(args.compare_revision)
+    models = bench.build_models(revisions=revisions)
     pixels = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     print("agreement (max |Δ| vs poolformer_hf):", bench.check_agreement(models, pixels))
     models = {name: model.to(device) for name, model in models.items()}
@@ -64,7 +67,7 @@ def main() -> None:
             repeats=repeats, device=device,
         ),
         "training": lambda: bench.run_training(models, batches=train_batches, repeats=repeats, device=device),
-        "memory": lambda: bench.run_memory(batches=train_batches, device=device),
+        "memory": lambda: bench.run_memory(batches=train_batches, device=device, revisions=revisions),
         "scaling": lambda: bench.run_scaling(resolutions=tuple(args.resolutions), repeats=max(2, repeats // 2),
                                              device=device),
     }

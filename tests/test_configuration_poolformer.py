@@ -13,11 +13,15 @@ def test_model_type_does_not_collide_with_transformers():
     assert PoolFormerConfig.model_type not in transformers.models.auto.configuration_auto.CONFIG_MAPPING_NAMES
 
 
-def test_has_every_field_of_transformers_config_with_the_same_defaults():
+# transformers' fields that describe no architecture of ours: translated where a config is made, never stored.
+LEGACY_FIELDS = ("patch_size", "stride", "num_encoder_blocks", "use_layer_scale")
+
+
+def test_has_every_architectural_field_of_transformers_config_with_the_same_defaults():
     theirs = transformers.PoolFormerConfig()
     ours = PoolFormerConfig()
     for field in dataclasses.fields(transformers.PoolFormerConfig):
-        if field.name.startswith("_") or not hasattr(theirs, field.name):
+        if field.name.startswith("_") or not hasattr(theirs, field.name) or field.name in LEGACY_FIELDS:
             continue
         assert hasattr(ours, field.name), field.name
         expected = getattr(theirs, field.name)
@@ -38,6 +42,7 @@ def test_transformers_native_config_json_loads(tmp_path):
     assert ours.hidden_sizes == [96, 192, 384, 768]
     assert ours.layer_scale_init_value == 1e-6
     assert ours.hidden_act == "relu"
+    assert not any(name in ours.to_dict() for name in LEGACY_FIELDS)
     assert ours.num_labels == 5
 
 
@@ -68,7 +73,6 @@ def test_stage_names_follow_transformers_convention():
         ({"hidden_sizes": [64, 128, 320]}, "hidden_sizes"),
         ({"strides": [4, 2, 2]}, "strides"),
         ({"padding": [2, 1, 1]}, "padding"),
-        ({"num_encoder_blocks": 3}, "num_encoder_blocks"),
         ({"depths": [2, 0, 6, 2]}, "depths"),
         ({"hidden_sizes": [64, -128, 320, 512]}, "hidden_sizes"),
         ({"pool_size": 0}, "pool_size"),
@@ -127,5 +131,15 @@ def test_unknown_preset_lists_the_known_ones():
 
 
 def test_use_layer_scale_false_turns_layer_scale_off():
-    config = PoolFormerConfig(use_layer_scale=False)
-    assert config.stage_value("layer_scale_init_value", 0) is None
+    # transformers' legacy switch, translated into our one switch for LayerScale, also over a per-stage list.
+    config = PoolFormerConfig(use_layer_scale=False, layer_scale_init_value=[1e-5, 1e-5, 1e-6, 1e-6])
+    assert config.layer_scale_init_value is None
+    assert not hasattr(config, "use_layer_scale")
+    assert "use_layer_scale" not in config.to_dict()
+
+
+def test_transformers_legacy_fields_are_translated_not_stored():
+    config = PoolFormerConfig(patch_size=16, stride=16, num_encoder_blocks=4)
+    assert not any(name in config.to_dict() for name in ("patch_size", "stride", "num_encoder_blocks"))
+    with pytest.raises(ValueError, match="num_encoder_blocks"):
+        PoolFormerConfig(num_encoder_blocks=3)

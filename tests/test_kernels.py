@@ -302,3 +302,15 @@ def test_compiled_training_step_has_no_graph_break_and_the_same_gradients():
     for (name, a), b in zip(model.named_parameters(), reference.parameters()):
         assert max_abs_diff(a.grad, b.grad) <= 1e-5 * max(1.0, b.grad.abs().max().item()), name
 
+
+
+def test_selective_checkpointing_of_the_plain_blocks_gives_the_same_gradients(config):
+    from poolformer_hf.kernels.selective_checkpointing import apply_selective_checkpointing
+
+    model = randomize_(PoolFormerForImageClassification(config)).train()
+    selective = apply_selective_checkpointing(plain_copy(model))
+    labels = torch.tensor([0, 2])
+    for m in (model, selective):
+        m(images(), labels=labels).loss.backward()
+    for (name, a), b in zip(model.named_parameters(), selective.parameters()):
+        assert close(a.grad, b.grad), name

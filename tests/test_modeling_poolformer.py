@@ -1,4 +1,5 @@
 import json
+import warnings
 
 import pytest
 import torch
@@ -19,8 +20,8 @@ def test_model_outputs_and_pooler_is_normalized_then_pooled(config):
     with torch.no_grad():
         out = model(images(), output_hidden_states=True)
     assert out.last_hidden_state.shape == (2, 32, 2, 2)
-    assert [tuple(h.shape[1:]) for h in out.hidden_states] == [(8, 16, 16), (8, 16, 16), (16, 8, 8), (32, 4, 4),
-                                                               (32, 2, 2)]
+    # One per stage, as transformers' PoolFormer returns them.
+    assert [tuple(h.shape[1:]) for h in out.hidden_states] == [(8, 16, 16), (16, 8, 8), (32, 4, 4), (32, 2, 2)]
     expected = model.norm(out.last_hidden_state).mean((-2, -1))
     assert max_abs_diff(out.pooler_output, expected) == 0
     assert torch.equal(out.hidden_states[-1], out.last_hidden_state)
@@ -41,7 +42,7 @@ def test_return_dict_false_gives_tuples(config):
     with torch.no_grad():
         logits, hidden = model(images(), output_hidden_states=True, return_dict=False)
         base = PoolFormerModel(config).eval()(images(), return_dict=False)
-    assert logits.shape == (2, 3) and len(hidden) == 5
+    assert logits.shape == (2, 3) and len(hidden) == 4
     assert len(base) == 2
 
 
@@ -131,7 +132,8 @@ def test_trust_remote_code_loads_without_the_package(tmp_path, config):
         tmp_path,
     )
     assert out.startswith("transformers_modules")
-    assert max_abs_diff(torch.load(tmp_path / "logits.pt", weights_only=True), expected) == 0
+    # The shipped code is the plain model (the kernel layer stays with the package): the same logits up to rounding.
+    assert max_abs_diff(torch.load(tmp_path / "logits.pt", weights_only=True), expected) < 1e-5
 
 
 def saved_tensor_bytes(model, x):
@@ -158,7 +160,9 @@ def test_gradient_checkpointing_gives_same_gradients_and_keeps_less(config):
     plain_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
     model.zero_grad()
 
-    model.gradient_checkpointing_enable()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the current API: no deprecation warning
+        model.activation_checkpointing_enable()
     assert model.is_gradient_checkpointing
     loss2, checkpointed_bytes = saved_tensor_bytes(model, x)
     loss2.backward()

@@ -31,6 +31,7 @@ environment variable POOLFORMER_HF_KERNELS is 0 / off / false / none.
 """
 
 import os
+from functools import partial
 from types import MethodType
 
 import torch
@@ -79,7 +80,13 @@ def _sample_scale(block, x: torch.Tensor) -> torch.Tensor | None:
 # ----------------------------------------------------------------------------------------------- kernel forwards
 def _poolformer_block(block, x: torch.Tensor) -> torch.Tensor:
     if not kernels_run(x, block.mlp.fc1.weight):
-        return type(block).forward(block, x)
+        return type(block).forward(block, x)  # the class's forward, with transformers' activation checkpointing
+    if block.gradient_checkpointing and block.training and torch.is_grad_enabled():
+        return block._gradient_checkpointing_func(partial(_lean_poolformer_block, block), x)
+    return _lean_poolformer_block(block, x)
+
+
+def _lean_poolformer_block(block, x: torch.Tensor) -> torch.Tensor:
     y = pooling_mixing(x, block.norm1, block.token_mixer.pool_size, _scale_of(block.layer_scale1),
                        _scale_of(block.res_scale1), _sample_scale(block, x))
     return mlp_mixing(y, block.norm2, block.mlp, _scale_of(block.layer_scale2), _scale_of(block.res_scale2),
