@@ -246,8 +246,9 @@ def translate_foreign_fields(config: PoolFormerConfig, kwargs: dict) -> None:
 
 
 def timm_preset_of(config_dict: dict) -> str | None:
-    """The preset a timm `config.json` names (`architecture`, without its pretrained tag), or None for any other."""
-    if "model_type" in config_dict:
+    """The preset a timm `config.json` names (`architecture`, without its pretrained tag), or None for any other.
+    (transformers marks a config dict without `model_type` that looks like timm's as `timm_wrapper`.)"""
+    if config_dict.get("model_type", "timm_wrapper") != "timm_wrapper":
         return None
     architecture = str(config_dict.get("architecture", "")).split(".")[0]
     return architecture if architecture in PRESETS else None
