@@ -13,6 +13,8 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
+from .atomic_files import write_text_atomically
+from .configuration_checks import check_init_keywords, check_override_names, check_values, json_text
 from .presets import PRESET_NAMES, PRESETS
 
 
@@ -115,6 +117,7 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                 setattr(self, name, list(value))
         self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, len(self.depths) + 1)]
         self._check_architecture()
+        check_init_keywords(kwargs)
         self.set_output_features_output_indices(
             out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
         )
@@ -132,9 +135,13 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     # ------------------------------------------------------------------ presets
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "PoolFormerConfig":
-        """A config for a named preset (see `PRESET_NAMES`), with any field overridden by keyword."""
+        """A config for a named preset (see `PRESET_NAMES`), with any field overridden by keyword.
+
+        An override that is not a config field (a typo such as `hiden_sizes`) is refused, naming the closest field.
+        """
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; expected one of: {', '.join(PRESET_NAMES)}")
+        check_override_names(cls, overrides)
         return cls(**{**PRESETS[name], **overrides})
 
     # ------------------------------------------------------------------ per-stage access
@@ -215,6 +222,23 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                     f"hidden_sizes[{stage}] ({width}) must be a multiple of attention_head_dim "
                     f"({self.attention_head_dim}) for an attention stage"
                 )
+        check_values(self)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict, **kwargs):
+        """As transformers', and the keyword overrides it sets after construction (`from_pretrained(path,
+        mlp_ratio=...)`), unchecked there, are checked too."""
+        loaded = super().from_dict(config_dict, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded)._check_architecture()
+        return loaded
+
+    # ------------------------------------------------------------------ saving
+    def to_json_file(self, json_file_path, use_diff: bool = True) -> None:
+        """Save as JSON, all or nothing: a config changed into an invalid one, an attribute JSON cannot hold (a set, a
+        tensor) or a failed write raises and leaves the previous file as it was (`save_pretrained` writes through
+        this)."""
+        self._check_architecture()
+        write_text_atomically(json_file_path, json_text(self, use_diff))
 
     def stage_resolutions(self, height: int, width: int) -> list[tuple[int, int]]:
         """Feature-map size after each stage's stem/downsampling conv for an input of `height`×`width`."""
