@@ -22,6 +22,9 @@ from transformers.configuration_utils import PreTrainedConfig
 
 # An initial LayerScale / ResScale above this is inf once the model runs in float16.
 LARGEST_INIT_SCALE = float(torch.finfo(torch.float16).max)
+# The initial ResScales multiply the residual stream once per branch (two per block) and the norms square it: their
+# product over the model must stay under float32's largest square root, or the variances overflow to inf.
+LARGEST_STREAM_GROWTH = math.sqrt(float(torch.finfo(torch.float32).max))
 # The variance plus a smaller norm_eps is 0 in float32 for a constant feature map: the norm would divide by 0.
 SMALLEST_NORM_EPS = float(torch.finfo(torch.float32).tiny)
 # More channels than any layer that can be built (a 1×1 conv between two such layers holds 2**40 weights): a width
@@ -89,8 +92,8 @@ def check_finite(config) -> None:
 
 
 def check_ranges(config) -> None:
-    if config.initializer_range < 0:
-        raise ValueError(f"initializer_range (a standard deviation) must be >= 0, got {config.initializer_range}")
+    if config.initializer_range <= 0:  # the truncated-normal init divides by it
+        raise ValueError(f"initializer_range (a standard deviation) must be > 0, got {config.initializer_range}")
     if not SMALLEST_NORM_EPS <= config.norm_eps < 1:
         raise ValueError(
             f"norm_eps must be in [{SMALLEST_NORM_EPS:.3g}, 1): a small positive constant added to the variance, "
@@ -104,6 +107,17 @@ def check_ranges(config) -> None:
                 f"{name} must be at most {LARGEST_INIT_SCALE:g} (the largest float16, so the initial scale stays "
                 f"finite in half precision), got {value}"
             )
+    log_growth = sum(
+        2 * depth * math.log10(scale)
+        for stage, depth in enumerate(config.depths)
+        if (scale := config.stage_value("res_scale_init_value", stage)) is not None
+    )
+    if log_growth > math.log10(LARGEST_STREAM_GROWTH):
+        raise ValueError(
+            f"res_scale_init_value {config.res_scale_init_value} multiplies the residual stream by about "
+            f"1e{log_growth:.0f} over the {2 * sum(config.depths)} residual branches of depths {config.depths}; the product must stay "
+            f"under {LARGEST_STREAM_GROWTH:.2g} so the norms' variances stay finite in float32"
+        )
     for stage, (kernel, pad) in enumerate(zip(config.patch_sizes, config.padding)):
         if pad >= kernel:
             raise ValueError(
@@ -169,8 +183,12 @@ def check_init_keywords(kwargs: dict) -> None:
         num_labels = kwargs["num_labels"]
         if isinstance(num_labels, bool) or not isinstance(num_labels, int):
             raise TypeError(f"num_labels must be an int, got {type(num_labels).__name__} ({num_labels!r})")
-        if num_labels < 0:
-            raise ValueError(f"num_labels must be >= 0 (0 for a model without classifier), got {num_labels}")
+        if not 0 <= num_labels <= MAX_CHANNELS:
+            raise ValueError(
+                f"num_labels must be in [0, {MAX_CHANNELS}] (0 for a model without classifier), got {num_labels}"
+            )
+    if not isinstance(kwargs.get("output_attentions", False), bool):
+        raise TypeError(f"output_attentions must be a bool, got {kwargs['output_attentions']!r}")
     if kwargs.get("torch_dtype") is not None:
         if not isinstance(kwargs["torch_dtype"], (str, torch.dtype)):
             raise TypeError(f"torch_dtype must be a str or a torch.dtype, got {type(kwargs['torch_dtype']).__name__}")

@@ -110,8 +110,11 @@ def test_stage_names_follow_transformers_convention():
         ({"res_scale_init_value": float("nan")}, "res_scale_init_value"),
         ({"res_scale_init_value": [None, None, 1.0, float("-inf")]}, "res_scale_init_value"),
         ({"res_scale_init_value": 1e300}, "res_scale_init_value"),
+        ({"res_scale_init_value": 1000.0, "depths": [1, 1, 1, 1]}, "res_scale_init_value"),  # 1000⁸ overflows norms
+        ({"res_scale_init_value": [None, None, 3.0, 3.0], "depths": [3, 12, 18, 3]}, "res_scale_init_value"),
         ({"initializer_range": float("nan")}, "initializer_range"),
         ({"initializer_range": -0.02}, "initializer_range"),
+        ({"initializer_range": 0.0}, "initializer_range"),  # found by the fuzzer: trunc_normal_ divides by it
         ({"crop_pct": float("nan")}, "crop_pct"),
         ({"head_dropout": float("inf")}, "head_dropout"),
         ({"hidden_sizes": [64, 128, 320, 2**30]}, "hidden_sizes"),
@@ -119,6 +122,7 @@ def test_stage_names_follow_transformers_convention():
         ({"padding": [7, 1, 1, 1]}, "padding"),
         ({"token_mixers": "spatial_fc", "image_size": 2}, "image_size"),
         ({"num_labels": -1}, "num_labels"),
+        ({"num_labels": 10**9}, "num_labels"),  # would build a 10⁹-entry id2label before failing
         ({"id2label": {"cat": "cat"}}, "id2label"),
         ({"id2label": {1: "cat", 2: "dog"}}, "id2label"),
         ({"dtype": "float17"}, "dtype"),
@@ -195,6 +199,7 @@ def test_transformers_legacy_fields_are_translated_not_stored():
         ({"num_labels": "3"}, "num_labels"),
         ({"num_labels": True}, "num_labels"),
         ({"num_labels": 2.0}, "num_labels"),
+        ({"output_attentions": "yes"}, "output_attentions"),
     ],
 )
 def test_wrong_types_of_inherited_fields_raise_type_error_naming_the_field(overrides, field):
@@ -222,7 +227,7 @@ def test_wrong_types_of_own_fields_are_refused_by_strict_typing_naming_the_field
 def test_edge_values_that_are_valid_still_build():
     assert PoolFormerConfig(num_labels=0).num_labels == 0  # a headless model
     assert PoolFormerConfig(mlp_ratio=1 / 64).mlp_ratio == 1 / 64  # 1 channel in the first stage
-    assert PoolFormerConfig(norm_eps=1e-12, initializer_range=0.0).norm_eps == 1e-12
+    assert PoolFormerConfig(norm_eps=1e-12, initializer_range=1e-9).norm_eps == 1e-12
     assert PoolFormerConfig(id2label={"0": "cat", "1": "dog"}).id2label == {0: "cat", 1: "dog"}  # JSON's string keys
     assert PoolFormerConfig(dtype="bfloat16").dtype is torch.bfloat16
     assert PoolFormerConfig(problem_type="multi_label_classification", num_labels=4).num_labels == 4
@@ -259,7 +264,7 @@ def test_from_preset_accepts_the_keywords_pretrained_config_takes():
     config = PoolFormerConfig.from_preset(
         "poolformer_s12", id2label={0: "cat", 1: "dog"}, label2id={"cat": 0, "dog": 1},
         problem_type="single_label_classification", dtype="float16", output_hidden_states=True,
-        out_features=["stage2", "stage4"], name_or_path="mine", num_hidden_layers=4,
+        out_features=["stage2", "stage4"], name_or_path="mine", output_attentions=False,
     )  # fmt: skip
     assert config.num_labels == 2 and config.dtype is torch.float16 and config.out_indices == [2, 4]
     assert PoolFormerConfig.from_preset("poolformer_s12", num_labels=5, torch_dtype="bfloat16").num_labels == 5
@@ -291,7 +296,9 @@ def test_save_of_a_config_changed_into_an_invalid_one_is_refused_and_keeps_the_p
     assert (tmp_path / "config.json").read_bytes() == before
 
 
-@pytest.mark.parametrize("overrides, field", [({"mlp_ratio": float("nan")}, "mlp_ratio"), ({"norm_eps": 0.0}, "norm_eps")])
+@pytest.mark.parametrize(
+    "overrides, field", [({"mlp_ratio": float("nan")}, "mlp_ratio"), ({"norm_eps": 0.0}, "norm_eps")]
+)
 def test_from_pretrained_checks_the_overrides_it_sets_after_construction(tmp_path, overrides, field):
     PoolFormerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 32]).save_pretrained(tmp_path)
     with pytest.raises(ValueError, match=field):
