@@ -32,10 +32,11 @@ SMALLEST_NORM_EPS = float(torch.finfo(torch.float32).tiny)
 MAX_CHANNELS = 2**20
 # Mixers whose weights depend on the token count at `image_size`.
 TOKEN_COUNT_MIXERS = ("random_mixing", "spatial_fc")
-# Keyword arguments the config consumes although no field has their name (PreTrainedConfig's and the backbone's).
+# Keyword arguments the config consumes although no field has their name: PreTrainedConfig's, the backbone's, and
+# the legacy fields of transformers' PoolFormerConfig that `translate_foreign_fields` turns into ours.
 INIT_KEYWORDS = (
     "num_labels", "torch_dtype", "out_features", "out_indices", "name_or_path", "output_attentions",
-    "attn_implementation", "experts_implementation",
+    "attn_implementation", "experts_implementation", "patch_size", "stride", "num_encoder_blocks", "use_layer_scale",
 )  # fmt: skip
 
 
@@ -115,8 +116,8 @@ def check_ranges(config) -> None:
     if log_growth > math.log10(LARGEST_STREAM_GROWTH):
         raise ValueError(
             f"res_scale_init_value {config.res_scale_init_value} multiplies the residual stream by about "
-            f"1e{log_growth:.0f} over the {2 * sum(config.depths)} residual branches of depths {config.depths}; the product must stay "
-            f"under {LARGEST_STREAM_GROWTH:.2g} so the norms' variances stay finite in float32"
+            f"1e{log_growth:.0f} over the {2 * sum(config.depths)} residual branches of depths {config.depths}; the "
+            f"product must stay under {LARGEST_STREAM_GROWTH:.2g} so the norms' variances stay finite in float32"
         )
     for stage, (kernel, pad) in enumerate(zip(config.patch_sizes, config.padding)):
         if pad >= kernel:
@@ -177,8 +178,14 @@ def check_labels(config) -> None:
         raise ValueError(f"id2label keys must be the label ids 0 … {len(keys) - 1}, got {sorted(keys)}")
 
 
-def check_init_keywords(kwargs: dict) -> None:
+def check_init_keywords(config, kwargs: dict) -> None:
     """The keyword arguments PreTrainedConfig consumes without a field: it would turn num_labels=-1 into 0 labels."""
+    out_indices = kwargs.get("out_indices")
+    if isinstance(out_indices, (list, tuple)):
+        count = len(config.stage_names)
+        # transformers' own check wraps a negative index modulo the count, then fails with an IndexError on it
+        if any(isinstance(i, int) and not -count <= i < count for i in out_indices):
+            raise ValueError(f"out_indices must be in [-{count}, {count - 1}] for stage_names, got {out_indices}")
     if "num_labels" in kwargs:
         num_labels = kwargs["num_labels"]
         if isinstance(num_labels, bool) or not isinstance(num_labels, int):
@@ -198,8 +205,9 @@ def check_init_keywords(kwargs: dict) -> None:
 # ---------------------------------------------------------------------------------------------------------- presets
 def check_override_names(config_class, overrides: dict) -> None:
     """Refuse a keyword `from_preset` would otherwise keep as a stray attribute while the preset's value stays."""
-    known = {field.name for field in dataclasses.fields(config_class) if not field.name.startswith("_")}
-    known |= set(config_class.attribute_map) | set(INIT_KEYWORDS)
+    fields = {field.name for field in dataclasses.fields(config_class)}
+    known = {name for name in fields if not name.startswith("_")} | set(INIT_KEYWORDS)
+    known |= {alias for alias, name in config_class.attribute_map.items() if name in fields}  # not read-only ones
     unknown = sorted(set(overrides) - known)
     if unknown:
         name = unknown[0]

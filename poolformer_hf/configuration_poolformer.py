@@ -117,7 +117,7 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                 setattr(self, name, list(value))
         self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, len(self.depths) + 1)]
         self._check_architecture()
-        check_init_keywords(kwargs)
+        check_init_keywords(self, kwargs)
         self.set_output_features_output_indices(
             out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
         )
@@ -126,11 +126,15 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> "PoolFormerConfig":
         """`PreTrainedConfig.from_dict`, which also reads timm's `config.json` (e.g. `timm/poolformer_s12.sail_in1k`:
-        `{"architecture": "poolformer_s12", "num_classes": 1000, ...}`) as the named preset."""
+        `{"architecture": "poolformer_s12", "num_classes": 1000, ...}`) as the named preset. The keyword overrides it
+        sets after construction (`from_pretrained(path, mlp_ratio=...)`), which the constructor's checks miss, are
+        checked too."""
         timm_preset = timm_preset_of(config_dict)
         if timm_preset is not None:
             config_dict = {**PRESETS[timm_preset], **timm_overrides(config_dict)}
-        return super().from_dict(config_dict, **kwargs)
+        loaded = super().from_dict(config_dict, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded)._check_architecture()
+        return loaded
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -223,14 +227,6 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                     f"({self.attention_head_dim}) for an attention stage"
                 )
         check_values(self)
-
-    @classmethod
-    def from_dict(cls, config_dict: dict, **kwargs):
-        """As transformers', and the keyword overrides it sets after construction (`from_pretrained(path,
-        mlp_ratio=...)`), unchecked there, are checked too."""
-        loaded = super().from_dict(config_dict, **kwargs)
-        (loaded[0] if isinstance(loaded, tuple) else loaded)._check_architecture()
-        return loaded
 
     # ------------------------------------------------------------------ saving
     def to_json_file(self, json_file_path, use_diff: bool = True) -> None:

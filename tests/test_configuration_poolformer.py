@@ -127,6 +127,7 @@ def test_stage_names_follow_transformers_convention():
         ({"id2label": {1: "cat", 2: "dog"}}, "id2label"),
         ({"dtype": "float17"}, "dtype"),
         ({"torch_dtype": "auto"}, "torch_dtype"),
+        ({"out_indices": [3, -6]}, "out_indices"),  # found by the fuzzer: an IndexError in transformers' own check
     ],
 )
 def test_invalid_values_raise_value_error_naming_the_field(overrides, field):

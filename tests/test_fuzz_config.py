@@ -105,15 +105,13 @@ FIELDS = {
     "num_labels": or_nasty(st.integers(-2, 5), NASTY_SMALL),
     "id2label": or_nasty(st.dictionaries(st.integers(-1, 3) | st.sampled_from(["0", "x"]), st.text(max_size=3))),
     "problem_type": or_nasty(names(["regression", "single_label_classification", "multi_label_classification"])),
-    "return_dict": or_nasty(st.booleans()),
+    # "return_dict" is left out while test_return_dict_off_in_the_config_gives_tuples_not_a_crash fails.
     "dtype": or_nasty(names(["float32", "bfloat16", "float16"], extra=("float17", "auto"))),
 }
 overrides = st.lists(st.sampled_from(sorted(FIELDS)), min_size=1, max_size=3, unique=True).flatmap(
     lambda chosen: st.fixed_dictionaries({name: FIELDS[name] for name in chosen})
 )
-BUDGET = settings(
-    max_examples=150, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+BUDGET = settings(deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def record(outcome: str) -> None:
@@ -135,7 +133,7 @@ def input_size(config: PoolFormerConfig) -> int:
     return size
 
 
-@BUDGET
+@settings(BUDGET, max_examples=120)  # each builds and runs a model: ~0.2 s
 @given(overrides)
 def test_a_fuzzed_config_builds_a_finite_model_or_is_refused_naming_the_field(given_fields):
     try:
@@ -154,6 +152,19 @@ def test_a_fuzzed_config_builds_a_finite_model_or_is_refused_naming_the_field(gi
     record("built")
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="found by this fuzzer: with config.return_dict False or None the base model returns a tuple to the heads, "
+    "which read outputs.last_hidden_state / pooler_output (modeling_poolformer.py; transformers' ConvNeXt too)",
+)
+@pytest.mark.parametrize("return_dict", [False, None])
+def test_return_dict_off_in_the_config_gives_tuples_not_a_crash(return_dict):
+    model = PoolFormerForImageClassification(PoolFormerConfig(**BASE, return_dict=return_dict)).eval()
+    with torch.no_grad():
+        logits = model(torch.randn(1, 3, 32, 32))[0]
+    assert logits.shape == (1, 3)
+
+
 def _json_able(value) -> bool:
     try:
         json.dumps(value)  # NaN / Infinity allowed: Python writes and reads them as literals
@@ -167,7 +178,7 @@ def json_folder(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzzed_config_json")
 
 
-@BUDGET
+@settings(BUDGET, max_examples=200)
 @given(overrides.filter(_json_able))
 def test_a_fuzzed_config_json_loads_a_valid_config_or_is_refused_naming_the_field(json_folder, given_fields):
     path = json_folder / "config.json"
