@@ -4,7 +4,8 @@
 can round a layer down to 0 channels, a `num_labels` of -1 silently becomes 0 labels. Nor does it check the fields
 inherited from transformers' `PreTrainedConfig`: their annotations are strings (`from __future__ import annotations`),
 which strict skips, so `return_dict=5` or `problem_type="foo"` would pass. Each check raises a ValueError (a wrong
-value) or a TypeError (a wrong type) that names the field and says what is valid.
+value) or a TypeError (a wrong type) that names the field and says what is valid. They run where a config is made,
+again after `from_dict` has set its keyword overrides, and before a config is saved.
 """
 
 import dataclasses
@@ -28,7 +29,8 @@ LARGEST_STREAM_GROWTH = math.sqrt(float(torch.finfo(torch.float32).max))
 # The variance plus a smaller norm_eps is 0 in float32 for a constant feature map: the norm would divide by 0.
 SMALLEST_NORM_EPS = float(torch.finfo(torch.float32).tiny)
 # More channels than any layer that can be built (a 1×1 conv between two such layers holds 2**40 weights): a width
-# beyond it is a typo or a runaway ratio, refused here rather than by a failed allocation deep in the model.
+# beyond it (num_labels, the classifier's, included) is a typo or a runaway ratio, refused here rather than by a
+# failed allocation deep in the model.
 MAX_CHANNELS = 2**20
 # Mixers whose weights depend on the token count at `image_size`.
 TOKEN_COUNT_MIXERS = ("random_mixing", "spatial_fc")
