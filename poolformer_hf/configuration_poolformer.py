@@ -13,6 +13,8 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
+from .atomic_files import write_text_atomically
+from .configuration_checks import check_init_keywords, check_override_names, check_values, json_text
 from .presets import PRESET_NAMES, PRESETS
 
 
@@ -115,6 +117,7 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                 setattr(self, name, list(value))
         self.stage_names = ["stem"] + [f"stage{index}" for index in range(1, len(self.depths) + 1)]
         self._check_architecture()
+        check_init_keywords(self, kwargs)
         self.set_output_features_output_indices(
             out_indices=kwargs.pop("out_indices", None), out_features=kwargs.pop("out_features", None)
         )
@@ -123,18 +126,26 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict, **kwargs) -> "PoolFormerConfig":
         """`PreTrainedConfig.from_dict`, which also reads timm's `config.json` (e.g. `timm/poolformer_s12.sail_in1k`:
-        `{"architecture": "poolformer_s12", "num_classes": 1000, ...}`) as the named preset."""
+        `{"architecture": "poolformer_s12", "num_classes": 1000, ...}`) as the named preset. The keyword overrides it
+        sets after construction (`from_pretrained(path, mlp_ratio=...)`), which the constructor's checks miss, are
+        checked too."""
         timm_preset = timm_preset_of(config_dict)
         if timm_preset is not None:
             config_dict = {**PRESETS[timm_preset], **timm_overrides(config_dict)}
-        return super().from_dict(config_dict, **kwargs)
+        loaded = super().from_dict(config_dict, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded)._check_architecture()
+        return loaded
 
     # ------------------------------------------------------------------ presets
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "PoolFormerConfig":
-        """A config for a named preset (see `PRESET_NAMES`), with any field overridden by keyword."""
+        """A config for a named preset (see `PRESET_NAMES`), with any field overridden by keyword.
+
+        An override that is not a config field (a typo such as `hiden_sizes`) is refused, naming the closest field.
+        """
         if name not in PRESETS:
             raise ValueError(f"Unknown preset {name!r}; expected one of: {', '.join(PRESET_NAMES)}")
+        check_override_names(cls, overrides)
         return cls(**{**PRESETS[name], **overrides})
 
     # ------------------------------------------------------------------ per-stage access
@@ -215,6 +226,15 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
                     f"hidden_sizes[{stage}] ({width}) must be a multiple of attention_head_dim "
                     f"({self.attention_head_dim}) for an attention stage"
                 )
+        check_values(self)
+
+    # ------------------------------------------------------------------ saving
+    def to_json_file(self, json_file_path, use_diff: bool = True) -> None:
+        """Save as JSON, all or nothing: a config changed into an invalid one, an attribute JSON cannot hold (a set, a
+        tensor) or a failed write raises and leaves the previous file as it was (`save_pretrained` writes through
+        this)."""
+        self._check_architecture()
+        write_text_atomically(json_file_path, json_text(self, use_diff))
 
     def stage_resolutions(self, height: int, width: int) -> list[tuple[int, int]]:
         """Feature-map size after each stage's stem/downsampling conv for an input of `height`×`width`."""

@@ -2,7 +2,9 @@ import dataclasses
 import json
 
 import pytest
+import torch
 import transformers
+from huggingface_hub.errors import StrictDataclassFieldValidationError
 
 from poolformer_hf import PRESET_NAMES, PoolFormerConfig
 from poolformer_hf.configuration_poolformer import PER_STAGE_FIELDS
@@ -87,6 +89,45 @@ def test_stage_names_follow_transformers_convention():
         ({"head_norm_position": "middle"}, "head_norm_position"),
         ({"crop_pct": 0.0}, "crop_pct"),
         ({"token_mixers": "attention", "hidden_sizes": [64, 128, 320, 500]}, "attention_head_dim"),
+        # NaN passes every `<=` test; a ratio can round a layer to 0 channels or blow it up.
+        ({"mlp_ratio": float("nan")}, "mlp_ratio"),
+        ({"mlp_ratio": float("inf")}, "mlp_ratio"),
+        ({"mlp_ratio": 0.01}, "mlp_ratio"),
+        ({"mlp_ratio": 1e300}, "mlp_ratio"),
+        ({"mlp_ratio": 10**30}, "mlp_ratio"),
+        ({"head_type": "mlp", "head_mlp_ratio": 0.001}, "head_mlp_ratio"),
+        ({"token_mixers": "sepconv", "sepconv_expansion_ratio": 0.01}, "sepconv_expansion_ratio"),
+        ({"sepconv_expansion_ratio": float("nan")}, "sepconv_expansion_ratio"),
+        ({"norm_eps": float("nan")}, "norm_eps"),
+        ({"norm_eps": float("inf")}, "norm_eps"),
+        ({"norm_eps": 0.0}, "norm_eps"),
+        ({"norm_eps": 1e-300}, "norm_eps"),
+        ({"norm_eps": 2.0}, "norm_eps"),
+        ({"layer_scale_init_value": float("nan")}, "layer_scale_init_value"),
+        ({"layer_scale_init_value": float("inf")}, "layer_scale_init_value"),
+        ({"layer_scale_init_value": 1e30}, "layer_scale_init_value"),
+        ({"layer_scale_init_value": [1e-5, 1e-5, float("nan"), None]}, "layer_scale_init_value"),
+        ({"res_scale_init_value": float("nan")}, "res_scale_init_value"),
+        ({"res_scale_init_value": [None, None, 1.0, float("-inf")]}, "res_scale_init_value"),
+        ({"res_scale_init_value": 1e300}, "res_scale_init_value"),
+        ({"res_scale_init_value": 1000.0, "depths": [1, 1, 1, 1]}, "res_scale_init_value"),  # 1000⁸ overflows norms
+        ({"res_scale_init_value": [None, None, 3.0, 3.0], "depths": [3, 12, 18, 3]}, "res_scale_init_value"),
+        ({"initializer_range": float("nan")}, "initializer_range"),
+        ({"initializer_range": -0.02}, "initializer_range"),
+        ({"initializer_range": 0.0}, "initializer_range"),  # found by the fuzzer: trunc_normal_ divides by it
+        ({"crop_pct": float("nan")}, "crop_pct"),
+        ({"head_dropout": float("inf")}, "head_dropout"),
+        ({"hidden_sizes": [64, 128, 320, 2**30]}, "hidden_sizes"),
+        ({"num_channels": 10**9}, "num_channels"),
+        ({"padding": [7, 1, 1, 1]}, "padding"),
+        ({"token_mixers": "spatial_fc", "image_size": 2}, "image_size"),
+        ({"num_labels": -1}, "num_labels"),
+        ({"num_labels": 10**9}, "num_labels"),  # would build a 10⁹-entry id2label before failing
+        ({"id2label": {"cat": "cat"}}, "id2label"),
+        ({"id2label": {1: "cat", 2: "dog"}}, "id2label"),
+        ({"dtype": "float17"}, "dtype"),
+        ({"torch_dtype": "auto"}, "torch_dtype"),
+        ({"out_indices": [3, -6]}, "out_indices"),  # found by the fuzzer: an IndexError in transformers' own check
     ],
 )
 def test_invalid_values_raise_value_error_naming_the_field(overrides, field):
@@ -143,3 +184,127 @@ def test_transformers_legacy_fields_are_translated_not_stored():
     assert not any(name in config.to_dict() for name in ("patch_size", "stride", "num_encoder_blocks"))
     with pytest.raises(ValueError, match="num_encoder_blocks"):
         PoolFormerConfig(num_encoder_blocks=3)
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        # PreTrainedConfig's own fields: strict skips their (string) annotations, so we check them.
+        ({"return_dict": 5}, "return_dict"),
+        ({"output_hidden_states": "yes"}, "output_hidden_states"),
+        ({"is_encoder_decoder": "no"}, "is_encoder_decoder"),
+        ({"problem_type": "multi_class"}, "problem_type"),
+        ({"id2label": {0: 5}}, "id2label"),
+        ({"label2id": ["cat"]}, "label2id"),
+        ({"architectures": "PoolFormerModel"}, "architectures"),
+        ({"num_labels": "3"}, "num_labels"),
+        ({"num_labels": True}, "num_labels"),
+        ({"num_labels": 2.0}, "num_labels"),
+        ({"output_attentions": "yes"}, "output_attentions"),
+    ],
+)
+def test_wrong_types_of_inherited_fields_raise_type_error_naming_the_field(overrides, field):
+    with pytest.raises(TypeError, match=field):
+        PoolFormerConfig(**overrides)
+
+
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"mlp_bias": 1}, "mlp_bias"),
+        ({"norm_bias": "false"}, "norm_bias"),
+        ({"backbone_norm": 0}, "backbone_norm"),
+        ({"hidden_sizes": [64, 128, 320.0, 512]}, "hidden_sizes"),
+        ({"depths": [2, 2, True, 2]}, "depths"),
+        ({"pool_size": 3.0}, "pool_size"),
+        ({"mlp_ratio": True}, "mlp_ratio"),
+    ],
+)
+def test_wrong_types_of_own_fields_are_refused_by_strict_typing_naming_the_field(overrides, field):
+    with pytest.raises(StrictDataclassFieldValidationError, match=field):
+        PoolFormerConfig(**overrides)
+
+
+def test_edge_values_that_are_valid_still_build():
+    assert PoolFormerConfig(num_labels=0).num_labels == 0  # a headless model
+    assert PoolFormerConfig(mlp_ratio=1 / 64).mlp_ratio == 1 / 64  # 1 channel in the first stage
+    assert PoolFormerConfig(norm_eps=1e-12, initializer_range=1e-9).norm_eps == 1e-12
+    assert PoolFormerConfig(id2label={"0": "cat", "1": "dog"}).id2label == {0: "cat", 1: "dog"}  # JSON's string keys
+    assert PoolFormerConfig(dtype="bfloat16").dtype is torch.bfloat16
+    assert PoolFormerConfig(problem_type="multi_label_classification", num_labels=4).num_labels == 4
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_config_json_with_non_finite_literals_is_refused_naming_the_field(tmp_path, literal):
+    PoolFormerConfig().save_pretrained(tmp_path)
+    path = tmp_path / "config.json"
+    text = json.dumps({**json.loads(path.read_text()), "norm_eps": "PLACEHOLDER"})
+    path.write_text(text.replace('"PLACEHOLDER"', literal))  # Python's json reads these non-standard literals
+    with pytest.raises(ValueError, match="norm_eps"):
+        PoolFormerConfig.from_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="norm_eps"):
+        PoolFormerConfig.from_json_file(path)
+
+
+def test_non_finite_values_in_a_dict_are_refused_in_both_spellings():
+    with pytest.raises(ValueError, match="layer_scale_init_value"):
+        PoolFormerConfig.from_dict({"layer_scale_init_value": float("nan")})
+    # transformers' own spelling of NaN in config.json, decoded when the file is read
+    with pytest.raises(ValueError, match="mlp_ratio"):
+        PoolFormerConfig.from_dict(PoolFormerConfig._decode_special_floats({"mlp_ratio": {"__float__": "NaN"}}))
+
+
+def test_from_preset_refuses_an_unknown_override_naming_the_closest_field():
+    with pytest.raises(ValueError, match=r"'hiden_sizes'.*did you mean 'hidden_sizes'"):
+        PoolFormerConfig.from_preset("poolformer_s12", hiden_sizes=[32, 64, 128, 256])
+    with pytest.raises(ValueError, match="'zzzz'"):
+        PoolFormerConfig.from_preset("poolformer_s12", zzzz=1)
+
+
+def test_from_preset_accepts_the_keywords_pretrained_config_takes():
+    config = PoolFormerConfig.from_preset(
+        "poolformer_s12", id2label={0: "cat", 1: "dog"}, label2id={"cat": 0, "dog": 1},
+        problem_type="single_label_classification", dtype="float16", output_hidden_states=True,
+        out_features=["stage2", "stage4"], name_or_path="mine", output_attentions=False,
+    )  # fmt: skip
+    assert config.num_labels == 2 and config.dtype is torch.float16 and config.out_indices == [2, 4]
+    assert PoolFormerConfig.from_preset("poolformer_s12", num_labels=5, torch_dtype="bfloat16").num_labels == 5
+
+
+def _saved_folder(tmp_path):
+    PoolFormerConfig(num_labels=4).save_pretrained(tmp_path)
+    return (tmp_path / "config.json").read_bytes()
+
+
+@pytest.mark.parametrize("value", [{1, 2}, torch.ones(2)], ids=["set", "tensor"])
+def test_save_of_an_attribute_json_cannot_hold_names_it_and_keeps_the_previous_config(tmp_path, value):
+    before = _saved_folder(tmp_path)
+    config = PoolFormerConfig(num_labels=7)
+    config.my_classes = value
+    with pytest.raises(TypeError, match="my_classes"):
+        config.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").read_bytes() == before
+    assert PoolFormerConfig.from_pretrained(tmp_path).num_labels == 4
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_save_of_a_config_changed_into_an_invalid_one_is_refused_and_keeps_the_previous_config(tmp_path):
+    before = _saved_folder(tmp_path)
+    config = PoolFormerConfig()
+    config.mlp_ratio = float("nan")  # strict checks the type on assignment, not the value
+    with pytest.raises(ValueError, match="mlp_ratio"):
+        config.save_pretrained(tmp_path)
+    assert (tmp_path / "config.json").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    "overrides, field", [({"mlp_ratio": float("nan")}, "mlp_ratio"), ({"norm_eps": 0.0}, "norm_eps")]
+)
+def test_from_pretrained_checks_the_overrides_it_sets_after_construction(tmp_path, overrides, field):
+    PoolFormerConfig(depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 32]).save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=field):
+        PoolFormerConfig.from_pretrained(tmp_path, **overrides)
+    with pytest.raises(ValueError, match=field):
+        transformers.AutoModelForImageClassification.from_pretrained(tmp_path, **overrides)
+    config, unused = PoolFormerConfig.from_pretrained(tmp_path, return_unused_kwargs=True, foo=1, num_labels=5)
+    assert config.num_labels == 5 and unused == {"foo": 1}
