@@ -8,7 +8,6 @@ handed to the unpickler. A PyTorch zip checkpoint is checked from its zip centra
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import pickletools
@@ -22,25 +21,11 @@ _SAFETENSORS_MAX_HEADER = 100_000_000
 # torch.save writes its zip entries uncompressed; a compressed entry that inflates this much is not one of its files.
 _MAX_INFLATION_RATIO = 20
 _SMALL_ENTRY = 1 << 20
-# Bytes per parameter a checkpoint may need: float32 weights plus their EMA copy (or float64 weights).
-_BYTES_PER_PARAMETER = 8
+# The largest checkpoint read unasked: 8 bytes (float32 weights plus their EMA copy, or float64 weights) for each of
+# the 96.8 M parameters of the largest preset, rounded up (tests/test_checkpoint_files.py checks it still covers them).
+MAX_CHECKPOINT_BYTES = 1_000_000_000
 _TRAINING_WRAPPERS = ("state_dict", "model", "model_ema", "state_dict_ema")
 _DATA_PARALLEL_PREFIX = "module."
-
-
-@functools.cache
-def default_max_checkpoint_bytes() -> int:
-    """The largest checkpoint we read unasked: 8 bytes for each parameter of the largest preset (about 0.8 GB)."""
-    from .configuration_poolformer import PoolFormerConfig
-    from .modeling_poolformer import PoolFormerForImageClassification
-    from .presets import PRESET_NAMES
-
-    largest = 0
-    for name in PRESET_NAMES:
-        with torch.device("meta"):  # shapes only
-            model = PoolFormerForImageClassification(PoolFormerConfig.from_preset(name))
-        largest = max(largest, sum(parameter.numel() for parameter in model.parameters()))
-    return largest * _BYTES_PER_PARAMETER
 
 
 def identify_checkpoint_file(path: str) -> str:
@@ -144,7 +129,10 @@ def _load_pickled(path: str) -> object:
                 "(torch.load with weights_only=True refused it; nothing was executed). Convert it to a plain "
                 "state dict or safetensors from a trusted source."
             ) from error
-        reason = text.strip().splitlines()[-1] if "Weights only load failed" not in text else _unpickler_reason(text)
+        if "Weights only load failed" in text:
+            reason = _unpickler_reason(text)
+        else:  # an EOFError, say, may have no message at all
+            reason = text.strip().splitlines()[-1] if text.strip() else type(error).__name__
         raise ValueError(
             f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt pickle?): {reason}"
         ) from error
@@ -223,13 +211,13 @@ def load_state_dict_file(path: str, max_bytes: int | None = None) -> dict:
     """Tensors of a safetensors, PyTorch zip or legacy PyTorch pickle file, whatever its name says.
 
     Nothing pickled is executed (weights_only=True). A file that is something else (random bytes, a Git LFS pointer,
-    HDF5, ...), truncated, a deflate bomb, larger than `max_bytes` (default: `default_max_checkpoint_bytes()`), a
+    HDF5, ...), truncated, a deflate bomb, larger than `max_bytes` (default `MAX_CHECKPOINT_BYTES`), a
     pickle that asks to run code, or one that holds no state dict of floating tensors raises a ValueError saying so.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise ValueError(f"No checkpoint file at {path}")
-    max_bytes = default_max_checkpoint_bytes() if max_bytes is None else max_bytes
+    max_bytes = MAX_CHECKPOINT_BYTES if max_bytes is None else max_bytes
     kind = identify_checkpoint_file(path)
     if kind == "safetensors":
         return unwrap_state_dict(_load_safetensors(path, max_bytes), path)

@@ -23,7 +23,11 @@ _CLASSIFIER_WEIGHTS = ("classifier.weight", "classifier.fc2.weight")
 def _num_labels(renamed: dict) -> int:
     for key in _CLASSIFIER_WEIGHTS:
         if key in renamed:
-            return renamed[key].shape[0]
+            shape = tuple(renamed[key].shape)
+            if len(shape) < 2 or shape[0] < 1:
+                raise ValueError(f"The checkpoint's classifier weight {key} has shape {shape}; expected "
+                                 "(num_labels, features) with at least one label")
+            return shape[0]
     return 0
 
 

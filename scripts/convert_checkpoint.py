@@ -23,7 +23,7 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true",
                         help="replace the output of an earlier conversion (never a folder of other files)")
     parser.add_argument("--max_checkpoint_bytes", type=int, default=None,
-                        help="refuse larger checkpoints (default: 8 bytes per parameter of the largest preset)")
+                        help="refuse larger checkpoints (default 1e9: 8 bytes per parameter of the largest preset)")
     args = parser.parse_args(argv)
     try:
         source_format = convert_checkpoint(args.checkpoint, args.variant, args.output, overwrite=args.overwrite,

@@ -10,11 +10,9 @@ import torch
 from safetensors.torch import save_file
 
 from checkpoint_fixtures import write_deflate_bomb
-from poolformer_hf.checkpoint_files import (
-    default_max_checkpoint_bytes,
-    identify_checkpoint_file,
-    load_state_dict_file,
-)
+from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
+from poolformer_hf.checkpoint_files import MAX_CHECKPOINT_BYTES, identify_checkpoint_file, load_state_dict_file
+from poolformer_hf.presets import PRESET_NAMES
 
 TENSORS = {"stem.conv.weight": torch.randn(4, 3, 7, 7), "stem.conv.bias": torch.randn(4)}
 
@@ -83,7 +81,15 @@ def test_a_checkpoint_over_the_size_limit_is_refused_before_loading(tmp_path):
     torch.save(TENSORS, path)
     with pytest.raises(ValueError, match="declares .* bytes of tensors, more than the 1,000 bytes"):
         load_state_dict_file(path, max_bytes=1000)
-    assert default_max_checkpoint_bytes() > 500_000_000  # the largest preset's weights fit
+
+
+def test_the_default_size_limit_covers_8_bytes_per_parameter_of_every_preset():
+    largest = 0
+    for name in PRESET_NAMES:
+        with torch.device("meta"):
+            model = PoolFormerForImageClassification(PoolFormerConfig.from_preset(name))
+        largest = max(largest, sum(parameter.numel() for parameter in model.parameters()))
+    assert 8 * largest <= MAX_CHECKPOINT_BYTES < 1 << 30  # and a 1 GiB tensor is still refused
 
 
 def test_int8_weights_are_refused_by_name(tmp_path):
