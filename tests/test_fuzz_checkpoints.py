@@ -18,7 +18,7 @@ from safetensors.torch import save_file
 
 from poolformer_hf.convert import convert_checkpoint
 
-FUZZ = settings(max_examples=60, deadline=None, derandomize=True, database=None,
+FUZZ = settings(max_examples=150, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 VARIANT = "poolformer_s12"
 # Names of every format's stem and a few of its layers, plus junk: most dicts get past format detection.
