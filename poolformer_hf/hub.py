@@ -55,7 +55,8 @@ def _client_timeout(seconds: float):
     from huggingface_hub import set_client_factory
     from huggingface_hub.utils import _http
 
-    previous = _http._GLOBAL_CLIENT_FACTORY  # the user's own factory (proxies, certificates) is kept
+    # The user's own factory (proxies, certificates) is kept; huggingface_hub has no public getter for it.
+    previous = getattr(_http, "_GLOBAL_CLIENT_FACTORY", _http.default_client_factory)
 
     def bounded_client():
         client = previous()
@@ -103,7 +104,8 @@ class _Steps:
                 if attempt == RETRIES or not _transient(error):
                     tries = f" (after {attempt + 1} attempts)" if attempt else ""
                     raise PushError(f"push to {self.endpoint} failed while {step}{tries}: {error}") from error
-                time.sleep(min(0.5 * 2**attempt, self._left() or 4.0))
+                backoff, left = 0.5 * 2**attempt, self._left()
+                time.sleep(backoff if left is None else min(backoff, left))
 
     def _left(self) -> float | None:
         return None if self.deadline is None else max(self.deadline - time.monotonic(), 0.0)

@@ -31,23 +31,24 @@ def check_output_folder(output_dir: str, overwrite: bool, inputs: tuple[str, ...
 
     Run before anything is read or written, so a refusal changes nothing.
     """
+    output_dir = os.path.abspath(output_dir)  # also drops a trailing "/", through which islink would not see
     if os.path.islink(output_dir):
         raise ValueError(
             f"--output {output_dir} is a symlink (to {os.readlink(output_dir)}): refusing to write through it; "
             "name the real folder"
         )
-    output_dir = os.path.abspath(output_dir)
     if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
         raise ValueError(f"--output {output_dir} exists and is not a folder: choose a folder path")
-    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
-        return output_dir
-    if not overwrite:
-        raise ValueError(f"{output_dir} exists and is not empty; choose another --output or pass --overwrite")
     real_output = os.path.realpath(output_dir)
     for protected, what in [(os.getcwd(), "the working directory"), *((path, "the input file") for path in inputs)]:
         real = os.path.realpath(protected)
         if real == real_output or real.startswith(real_output + os.sep):
-            raise ValueError(f"--overwrite refused: {output_dir} holds {what} ({protected}); it would be deleted")
+            raise ValueError(f"refusing --output {output_dir}: it holds {what} ({protected}), which replacing "
+                             "it would delete")
+    if not os.path.isdir(output_dir) or not os.listdir(output_dir):
+        return output_dir
+    if not overwrite:
+        raise ValueError(f"{output_dir} exists and is not empty; choose another --output or pass --overwrite")
     foreign = _foreign_entries(output_dir)
     if foreign is None:
         raise ValueError(
@@ -97,7 +98,10 @@ def remove_stale_staging(parent: str) -> list[str]:
         match = _STAGING_NAME.match(entry.name)
         if not match or entry.is_symlink() or not entry.is_dir() or _alive(int(match[1])):
             continue
-        contents = list(os.scandir(entry.path))
+        try:
+            contents = list(os.scandir(entry.path))
+        except OSError:  # unreadable: not provably ours
+            continue
         if all(_written_here(item) for item in contents):
             shutil.rmtree(entry.path, ignore_errors=True)
             removed.append(entry.name)

@@ -238,12 +238,19 @@ def test_overwrite_never_deletes_the_input_checkpoint_or_the_working_directory(t
     (out / "other.txt").write_text("keep")
     status, last, _ = _script(capsys, "--checkpoint", only_copy, "--variant", "poolformer_s12", "--output", out,
                               "--overwrite")
-    assert status == 1 and last.startswith("error: --overwrite refused") and "input file" in last
+    assert status == 1 and last.startswith("error: refusing --output") and "input file" in last
     assert sorted(os.listdir(out)) == ["my_only_copy.safetensors", "other.txt"]
 
     project = tmp_path / "project"
     project.mkdir()
     (project / "train.py").write_text("print('my work')")
+    monkeypatch.chdir(project)
+    empty = project / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)  # even an empty working directory is not replaced
+    status, last, _ = _script(capsys, "--checkpoint", s12_checkpoints["old"], "--variant", "poolformer_s12",
+                              "--output", ".")
+    assert status == 1 and "working directory" in last and empty.is_dir() and not os.listdir(empty)
     monkeypatch.chdir(project)
     for output in (".", str(tmp_path)):  # the working directory, and a parent of it
         status, last, _ = _script(capsys, "--checkpoint", s12_checkpoints["old"], "--variant", "poolformer_s12",
@@ -264,9 +271,10 @@ def test_output_that_is_a_file_or_a_symlink_is_refused_before_anything(tmp_path,
     link = tmp_path / "link"
     link.symlink_to(real, target_is_directory=True)
     before = _snapshot(real)
-    status, last, _ = _script(capsys, "--checkpoint", s12_checkpoints["new"], "--variant", "poolformer_s12",
-                              "--output", link, "--overwrite")
-    assert status == 1 and last.startswith("error: ") and "is a symlink" in last
+    for output in (str(link), str(link) + "/"):
+        status, last, _ = _script(capsys, "--checkpoint", s12_checkpoints["new"], "--variant", "poolformer_s12",
+                                  "--output", output, "--overwrite")
+        assert status == 1 and last.startswith("error: ") and "is a symlink" in last
     assert _snapshot(real) == before and existing.read_text() == "not a folder"
     assert sorted(os.listdir(tmp_path)) == ["link", "out.txt", "real"]
 
@@ -338,9 +346,14 @@ for point in sys.argv[3:]:
             convert.publish = pausing(convert.publish, point)
         elif point == "old-half-removed":
             shutil.rmtree = half_removed_then_pause
-        convert.convert_checkpoint(checkpoint, "poolformer_s12", os.path.join(parent, point, "out"), overwrite=True)
-        os._exit(0)
-time.sleep(600)
+        try:
+            convert.convert_checkpoint(checkpoint, "poolformer_s12", os.path.join(parent, point, "out"),
+                                       overwrite=True)
+        finally:  # the point was never reached: say so rather than leave the test waiting
+            print("FINISHED", point, os.getpid(), flush=True)
+            os._exit(0)
+for _ in sys.argv[3:]:
+    os.wait()
 """
 
 KILL_POINTS = ["mid-weights", "weights-written", "before-swap", "old-half-removed"]
@@ -359,21 +372,23 @@ def test_sigkill_at_any_point_of_an_overwrite_leaves_a_whole_output_and_the_next
         [sys.executable, "-c", _PAUSING_CONVERSIONS, str(s12_checkpoints["new"]), str(tmp_path), *KILL_POINTS],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": ROOT},
     )
-    reached, children = set(), []
+    reached, children = {}, []
     try:
         for _ in KILL_POINTS:
             line = runner.stdout.readline().split()
-            assert line[:1] == ["AT"], runner.stderr.read() if runner.poll() is not None else line
-            reached.add(line[1])
-            children.append(int(line[2]))
-            os.kill(int(line[2]), signal.SIGKILL)
+            assert len(line) == 3, runner.stderr.read()  # the runner died
+            word, point, pid = line
+            reached[point] = word
+            children.append(int(pid))
+            if word == "AT":
+                os.kill(int(pid), signal.SIGKILL)
     finally:
         for pid in children:
             with contextlib.suppress(ChildProcessError, ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         runner.kill()
         runner.wait(timeout=60)
-    assert reached == set(KILL_POINTS)
+    assert reached == dict.fromkeys(KILL_POINTS, "AT")
     for point in KILL_POINTS:
         out = tmp_path / point / "out"
         expected = new_weight if point == "old-half-removed" else old_weight
