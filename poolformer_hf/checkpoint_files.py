@@ -185,13 +185,6 @@ def unwrap_state_dict(loaded: object, path: str) -> dict:
     if not_tensors:
         sample = ", ".join(f"{key}: {kind}" for key, kind in list(not_tensors.items())[:3])
         raise ValueError(f"{path} holds no state dict of tensors ({len(not_tensors)} value(s) are not tensors: {sample})")
-    not_float = {key: str(value.dtype) for key, value in loaded.items() if not value.is_floating_point()}
-    if not_float:
-        sample = ", ".join(f"{key}: {dtype}" for key, dtype in list(not_float.items())[:3])
-        raise ValueError(
-            f"{path} holds {len(not_float)} non-floating tensor(s) ({sample}): PoolFormer/MetaFormer weights are all "
-            "floating point. Quantized (int8) checkpoints are not supported: dequantize them first."
-        )
     # Checkpoints saved from DataParallel / DistributedDataParallel prefix every key; a file holding both a prefixed
     # and an unprefixed copy of one name is ambiguous, and keeping either would hide the other.
     renamed: dict[str, torch.Tensor] = {}
@@ -207,12 +200,23 @@ def unwrap_state_dict(loaded: object, path: str) -> dict:
     return renamed
 
 
+def check_floating(state_dict: dict, path: str) -> None:
+    """PoolFormer/MetaFormer weights are all floating point: name the tensors that are not (e.g. int8, quantized)."""
+    not_float = {key: str(value.dtype) for key, value in state_dict.items() if not value.is_floating_point()}
+    if not_float:
+        sample = ", ".join(f"{key}: {dtype}" for key, dtype in list(not_float.items())[:3])
+        raise ValueError(
+            f"{path} holds {len(not_float)} non-floating tensor(s) ({sample}): PoolFormer/MetaFormer weights are all "
+            "floating point. Quantized (int8) checkpoints are not supported: dequantize them first."
+        )
+
+
 def load_state_dict_file(path: str, max_bytes: int | None = None) -> dict:
     """Tensors of a safetensors, PyTorch zip or legacy PyTorch pickle file, whatever its name says.
 
     Nothing pickled is executed (weights_only=True). A file that is something else (random bytes, a Git LFS pointer,
     HDF5, ...), truncated, a deflate bomb, larger than `max_bytes` (default `MAX_CHECKPOINT_BYTES`), a
-    pickle that asks to run code, or one that holds no state dict of floating tensors raises a ValueError saying so.
+    pickle that asks to run code, or one that holds no state dict of tensors raises a ValueError saying so.
     """
     path = os.fspath(path)
     if not os.path.isfile(path):

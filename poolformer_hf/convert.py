@@ -12,7 +12,7 @@ import shutil
 import torch
 
 from .configuration_poolformer import PoolFormerConfig
-from .checkpoint_files import load_state_dict_file
+from .checkpoint_files import check_floating, load_state_dict_file
 from .conversion import detect_format, rename_keys
 from .output_folders import check_output_folder, new_staging_folder, publish, remove_stale_staging, write_marker
 from .presets import PRESET_NAMES
@@ -44,6 +44,7 @@ def build_converted_model(checkpoint: str, variant: str, max_bytes: int | None =
         raise ValueError(f"Unknown variant {variant!r}; expected one of: {', '.join(PRESET_NAMES)}")
     state_dict = load_state_dict_file(checkpoint, max_bytes=max_bytes)
     source_format = detect_format(state_dict)
+    check_floating(state_dict, checkpoint)
     num_labels = _num_labels(rename_keys(state_dict, source_format))
     overrides = {"num_labels": num_labels} if num_labels else {}
     if num_labels == 1000:

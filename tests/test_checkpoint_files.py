@@ -11,7 +11,12 @@ from safetensors.torch import save_file
 
 from checkpoint_fixtures import write_deflate_bomb
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
-from poolformer_hf.checkpoint_files import MAX_CHECKPOINT_BYTES, identify_checkpoint_file, load_state_dict_file
+from poolformer_hf.checkpoint_files import (
+    MAX_CHECKPOINT_BYTES,
+    check_floating,
+    identify_checkpoint_file,
+    load_state_dict_file,
+)
 from poolformer_hf.presets import PRESET_NAMES
 
 TENSORS = {"stem.conv.weight": torch.randn(4, 3, 7, 7), "stem.conv.bias": torch.randn(4)}
@@ -92,11 +97,11 @@ def test_the_default_size_limit_covers_8_bytes_per_parameter_of_every_preset():
     assert 8 * largest <= MAX_CHECKPOINT_BYTES < 1 << 30  # and a 1 GiB tensor is still refused
 
 
-def test_int8_weights_are_refused_by_name(tmp_path):
-    path = tmp_path / "int8.pth"
-    torch.save({**TENSORS, "stem.conv.weight": torch.zeros(4, 3, 7, 7, dtype=torch.int8)}, path)
-    with pytest.raises(ValueError, match="non-floating tensor.*stem.conv.weight: torch.int8.*Quantized"):
-        load_state_dict_file(path)
+def test_int8_weights_are_refused_by_name():
+    state_dict = {**TENSORS, "stem.conv.weight": torch.zeros(4, 3, 7, 7, dtype=torch.int8)}
+    with pytest.raises(ValueError, match="int8.pth holds 1 non-floating tensor.*stem.conv.weight: torch.int8.*Quantized"):
+        check_floating(state_dict, "int8.pth")
+    check_floating(TENSORS, "float.pth")
 
 
 def test_the_same_name_with_and_without_the_data_parallel_prefix_is_refused(tmp_path):
