@@ -139,39 +139,8 @@ def fit_to_model(state_dict: dict, model: torch.nn.Module, ignore_mismatched_siz
     return fitted
 
 
-def load_state_dict_file(path: str) -> dict:
-    """Tensors of a .safetensors, .bin, .pth or .pth.tar file, loaded without running any pickled code.
-
-    A pickle that would run code, a truncated file, or a file that holds no state dict raises a ValueError that says so.
-    """
-    if path.endswith(".safetensors"):
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(path)
-        except (SafetensorError, OSError, ValueError) as error:
-            raise ValueError(f"{path} is not a readable safetensors file (truncated or corrupt?): {error}") from error
-    try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
-        text = str(error)
-        if "Weights only load failed" in text or "Unsupported global" in text:
-            raise ValueError(
-                f"Refused to load {path}: it is a pickle that asks to import or run code "
-                "(torch.load with weights_only=True refused it; nothing was executed). Convert it to a plain state "
-                "dict or safetensors from a trusted source."
-            ) from error
-        raise ValueError(f"{path} could not be read as a PyTorch checkpoint (truncated or corrupt?): {text}") from error
-    # Training checkpoints wrap the weights: {"state_dict": ...}, {"model": ...} or {"model_ema": ...}.
-    for wrapper in ("state_dict", "model", "model_ema", "state_dict_ema"):
-        if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
-            loaded = loaded[wrapper]
-            break
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise ValueError(f"{path} holds no state dict of tensors (found {type(loaded).__name__})")
-    # Checkpoints saved from DataParallel / DistributedDataParallel prefix every key.
-    return {key.removeprefix("module."): tensor for key, tensor in loaded.items()}
+# Reading and identifying checkpoint files (safetensors, PyTorch zip, legacy pickle) lives in its own module.
+from .checkpoint_files import load_state_dict_file  # noqa: E402,F401  (re-exported: convert.py and tests use it)
 
 
 def convert_state_dict(state_dict: dict, model: torch.nn.Module, source_format: str | None = None) -> dict:

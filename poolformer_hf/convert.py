@@ -2,17 +2,19 @@
 
 The folder holds the config of the named preset, the weights as safetensors, the image processor with the preset's
 crop_pct, ImageNet-1k label names when the head has 1000 classes, and the code files for `trust_remote_code`. It is
-written to a temporary sibling and renamed into place only when complete: a failure leaves no half-written folder.
+written to a hidden sibling and swapped into place by rename only when complete (`output_folders`): a failure or a
+kill leaves no half-written folder, and `overwrite` replaces only an earlier conversion's output.
 """
 
 import os
 import shutil
-import tempfile
 
 import torch
 
 from .configuration_poolformer import PoolFormerConfig
-from .conversion import detect_format, load_state_dict_file, rename_keys
+from .checkpoint_files import check_floating, load_state_dict_file
+from .conversion import detect_format, rename_keys
+from .output_folders import check_output_folder, new_staging_folder, publish, remove_stale_staging, write_marker
 from .presets import PRESET_NAMES
 
 _CLASSIFIER_WEIGHTS = ("classifier.weight", "classifier.fc2.weight")
@@ -21,11 +23,15 @@ _CLASSIFIER_WEIGHTS = ("classifier.weight", "classifier.fc2.weight")
 def _num_labels(renamed: dict) -> int:
     for key in _CLASSIFIER_WEIGHTS:
         if key in renamed:
-            return renamed[key].shape[0]
+            shape = tuple(renamed[key].shape)
+            if len(shape) < 2 or shape[0] < 1:
+                raise ValueError(f"The checkpoint's classifier weight {key} has shape {shape}; expected "
+                                 "(num_labels, features) with at least one label")
+            return shape[0]
     return 0
 
 
-def build_converted_model(checkpoint: str, variant: str):
+def build_converted_model(checkpoint: str, variant: str, max_bytes: int | None = None):
     """The classifier (or base model when the checkpoint has no head) of `variant`, holding the checkpoint's weights.
 
     Raises a ValueError that names the problem: an unknown variant, a file that is not a state dict or would run code,
@@ -36,8 +42,9 @@ def build_converted_model(checkpoint: str, variant: str):
 
     if variant not in PRESET_NAMES:
         raise ValueError(f"Unknown variant {variant!r}; expected one of: {', '.join(PRESET_NAMES)}")
-    state_dict = load_state_dict_file(checkpoint)
+    state_dict = load_state_dict_file(checkpoint, max_bytes=max_bytes)
     source_format = detect_format(state_dict)
+    check_floating(state_dict, checkpoint)
     num_labels = _num_labels(rename_keys(state_dict, source_format))
     overrides = {"num_labels": num_labels} if num_labels else {}
     if num_labels == 1000:
@@ -57,27 +64,42 @@ def build_converted_model(checkpoint: str, variant: str):
     return model.eval(), source_format
 
 
-def convert_checkpoint(checkpoint: str, variant: str, output_dir: str, overwrite: bool = False) -> str:
-    """Convert `checkpoint` for preset `variant` into `output_dir`; returns the detected source format."""
+def convert_checkpoint(
+    checkpoint: str, variant: str, output_dir: str, overwrite: bool = False, max_bytes: int | None = None
+) -> str:
+    """Convert `checkpoint` for preset `variant` into `output_dir`; returns the detected source format.
+
+    Every refusal (a bad file, a target `--overwrite` may not replace) is a ValueError raised before anything is
+    written. A failed write (full or read-only disk) is an OSError naming the output; either way the previous output,
+    if any, is left whole.
+    """
     from .image_processing_poolformer import PoolFormerImageProcessor
 
-    output_dir = os.path.abspath(output_dir)
-    if os.path.exists(output_dir) and os.listdir(output_dir) and not overwrite:
-        raise ValueError(f"{output_dir} exists and is not empty; choose another --output or pass --overwrite")
+    output_dir = check_output_folder(output_dir, overwrite, inputs=(checkpoint,))
     if not os.path.isfile(checkpoint):
         raise ValueError(f"No checkpoint file at {checkpoint}")
-    model, source_format = build_converted_model(checkpoint, variant)
+    model, source_format = build_converted_model(checkpoint, variant, max_bytes=max_bytes)
 
-    parent = os.path.dirname(output_dir)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".converting-", dir=parent)
+    try:
+        remove_stale_staging(os.path.dirname(output_dir))
+        staging = new_staging_folder(output_dir)
+    except OSError as error:
+        raise _write_error(error, output_dir) from error
     try:
         model.save_pretrained(staging)
         PoolFormerImageProcessor(crop_pct=model.config.crop_pct).save_pretrained(staging)
-        if os.path.exists(output_dir):
-            shutil.rmtree(output_dir)
-        os.replace(staging, output_dir)
+        write_marker(staging, checkpoint=os.path.basename(checkpoint), variant=variant, source_format=source_format)
+        publish(staging, output_dir)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _write_error(error, output_dir) from error
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return source_format
+
+
+def _write_error(error: OSError, output_dir: str) -> OSError:
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    return OSError(error.errno, f"could not write {output_dir}: {reason}{where}; any earlier output there is unchanged")

@@ -2,14 +2,15 @@
 
     python scripts/push_to_hub.py --model_dir outputs/poolformer_s12 --repo_id my-org/poolformer-s12 [--private]
 
-Endpoint and token come from huggingface_hub (HF_ENDPOINT, HF_TOKEN or `hf auth login`).
+Endpoint and token come from huggingface_hub (HF_ENDPOINT, HF_TOKEN or `hf auth login`). The folder's own code is
+not run unless --trust_remote_code is given; files reaching outside the folder (symlinks) are refused.
 Exit status: 0 pushed (or nothing changed), 1 the upload failed, 2 the folder was refused (nothing uploaded).
 """
 
 import argparse
 import sys
 
-from poolformer_hf.hub import PushError, push_folder_to_hub
+from poolformer_hf.hub import DEFAULT_REQUEST_TIMEOUT, PushError, push_folder_to_hub
 
 
 def main(argv=None) -> int:
@@ -20,6 +21,13 @@ def main(argv=None) -> int:
     parser.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
     parser.add_argument("--commit_message", default=None)
     parser.add_argument("--eval_dataset", default=None, help="dataset the folder's eval results were measured on")
+    parser.add_argument("--trust_remote_code", action="store_true",
+                        help="also check the folder by loading it with its own code, which then RUNS (default: the "
+                             "folder is checked against the installed classes and none of its code runs)")
+    parser.add_argument("--timeout", type=float, default=None,
+                        help="give up on the whole upload after this many seconds (default: no overall limit)")
+    parser.add_argument("--request_timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT,
+                        help=f"seconds without an answer after which one request fails (default {DEFAULT_REQUEST_TIMEOUT:g})")
     args = parser.parse_args(argv)
     try:
         result = push_folder_to_hub(
@@ -29,6 +37,9 @@ def main(argv=None) -> int:
             revision=args.revision,
             commit_message=args.commit_message,
             eval_dataset=args.eval_dataset,
+            trust_remote_code=args.trust_remote_code,
+            timeout=args.timeout,
+            request_timeout=args.request_timeout,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -5,6 +5,7 @@ import os
 import runpy
 import subprocess
 import sys
+import threading
 
 import pytest
 import torch
@@ -235,3 +236,67 @@ def test_validate_lists_what_would_be_uploaded(model_dir):
     plan = validate_model_folder(model_dir)
     assert plan.files[:2] == ("config.json", "model.safetensors")
     assert "notes.txt" in plan.skipped and not plan.has_readme
+
+
+# ------------------------------------------------------------------------------ hangs, drops and one-off outages
+def _push_in_thread(model_dir, **kwargs):
+    """Run a push in a thread that must end within 120 s (a hang fails the test instead of stalling the suite)."""
+    outcome = {}
+
+    def target():
+        try:
+            outcome["result"] = push_folder_to_hub(model_dir, REPO, **kwargs)
+        except Exception as error:  # noqa: BLE001 - handed to the test
+            outcome["error"] = error
+
+    worker = threading.Thread(target=target, daemon=True)
+    worker.start()
+    worker.join(120)
+    assert not worker.is_alive(), "the push hung"
+    return outcome
+
+
+def test_an_endpoint_that_never_answers_the_commit_fails_naming_the_step(loopback_hub, model_dir):
+    loopback_hub.stall("commit")
+    before = folder_digest(model_dir)
+    outcome = _push_in_thread(model_dir, request_timeout=1)
+    error = outcome["error"]
+    assert isinstance(error, PushError) and "timed out while uploading" in str(error), error
+    assert folder_digest(model_dir) == before and loopback_hub.commit_count(REPO) == 1
+
+
+def test_the_overall_timeout_bounds_the_push_and_names_the_step(loopback_hub, model_dir):
+    loopback_hub.stall("model_info")
+    outcome = _push_in_thread(model_dir, timeout=2, request_timeout=60)
+    error = outcome["error"]
+    assert isinstance(error, PushError) and "timed out while reading the head" in str(error), error
+    assert "--timeout of 2 s" in str(error)
+
+
+def test_a_connection_dropped_mid_commit_is_retried_once_then_commits_once(loopback_hub, model_dir):
+    loopback_hub.drop("commit", times=1)
+    outcome = _push_in_thread(model_dir, request_timeout=5)
+    assert outcome["result"].created_commit
+    assert len(loopback_hub.requests_to("commit")) == 2 and loopback_hub.commit_count(REPO) == 2
+
+
+def test_a_connection_dropped_every_time_fails_after_bounded_retries(loopback_hub, model_dir):
+    loopback_hub.drop("commit")
+    before = folder_digest(model_dir)
+    error = _push_in_thread(model_dir, request_timeout=5)["error"]
+    assert isinstance(error, PushError) and "failed while uploading" in str(error) and "attempts" in str(error)
+    assert len(loopback_hub.requests_to("commit")) == 4 and folder_digest(model_dir) == before
+
+
+def test_a_single_503_on_commit_is_retried(loopback_hub, model_dir):
+    loopback_hub.fail("commit", status=503, times=1)
+    result = _push_in_thread(model_dir)["result"]
+    assert result.created_commit and loopback_hub.commit_count(REPO) == 2
+    assert "model.safetensors" in HfApi().list_repo_files(REPO)
+
+
+def test_script_timeout_ends_in_an_error_line(loopback_hub, model_dir, capsys):
+    loopback_hub.stall("create_repo")
+    status = _push_script_main()(["--model_dir", str(model_dir), "--repo_id", REPO, "--timeout", "2"])
+    stderr = capsys.readouterr().err
+    assert status == 1 and stderr.startswith("error: ") and "timed out while creating repository" in stderr

@@ -28,6 +28,7 @@ import base64
 import hashlib
 import json
 import re
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -65,8 +66,9 @@ class RecordedRequest:
 
 @dataclass
 class _Failure:
-    status: int
+    status: int  # for kind "status"
     remaining: int | None  # None: until cleared
+    kind: str = "status"  # "status": answer `status`; "drop": close the connection unanswered; "stall": never answer
 
 
 class LoopbackHub:
@@ -76,6 +78,8 @@ class LoopbackHub:
     invisible (404 RepoNotFound, as on the Hub) without it.
 
     `fail(route, status)` makes the named route (see `_ROUTES`) answer `status` to simulate an outage;
+    `drop(route)` closes the connection after reading the request, without an answer (a connection lost mid-request);
+    `stall(route)` reads the request and never answers (an endpoint that accepts TCP and hangs) until `stop()`;
     `requests` records every request received, to assert what a client did or did not send.
     """
 
@@ -86,6 +90,7 @@ class LoopbackHub:
         self.requests: list[RecordedRequest] = []
         self._failures: dict[str, _Failure] = {}
         self._lock = threading.Lock()
+        self._stopping = threading.Event()  # releases stalled handlers
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
 
@@ -99,6 +104,7 @@ class LoopbackHub:
         return f"http://{host}:{port}"
 
     def start(self) -> "LoopbackHub":
+        self._stopping.clear()
         httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         httpd.daemon_threads = True
         httpd.hub = self  # type: ignore[attr-defined]
@@ -113,6 +119,7 @@ class LoopbackHub:
         """Stop serving and close the listening socket; later requests get "connection refused"."""
         if self._httpd is None:
             return
+        self._stopping.set()
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join()
@@ -128,10 +135,21 @@ class LoopbackHub:
 
     def fail(self, route: str, status: int = 500, times: int | None = None) -> None:
         """Answer `status` on `route` for the next `times` requests (all of them when None)."""
+        self._inject(route, _Failure(status, times))
+
+    def drop(self, route: str, times: int | None = None) -> None:
+        """Close the connection of the next `times` requests to `route` (all when None) without answering."""
+        self._inject(route, _Failure(0, times, kind="drop"))
+
+    def stall(self, route: str, times: int | None = None) -> None:
+        """Read the next `times` requests to `route` (all when None) and never answer them (until stop())."""
+        self._inject(route, _Failure(0, times, kind="stall"))
+
+    def _inject(self, route: str, failure: _Failure) -> None:
         if route not in {name for name, _, _ in _ROUTES}:
             raise ValueError(f"unknown route {route!r}; expected one of {[name for name, _, _ in _ROUTES]}")
         with self._lock:
-            self._failures[route] = _Failure(status, times)
+            self._failures[route] = failure
 
     def requests_to(self, route: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.route == route]
@@ -139,7 +157,7 @@ class LoopbackHub:
     def commit_count(self, repo_id: str, revision: str = DEFAULT_BRANCH) -> int:
         return len(self.store.repo(repo_id).history(revision))
 
-    def _take_failure(self, route: str) -> int | None:
+    def _take_failure(self, route: str) -> _Failure | None:
         with self._lock:
             failure = self._failures.get(route)
             if failure is None:
@@ -148,7 +166,7 @@ class LoopbackHub:
                 failure.remaining -= 1
                 if failure.remaining <= 0:
                     del self._failures[route]
-            return failure.status
+            return failure
 
 
 def _route(path: str) -> tuple[str | None, dict[str, str], tuple[str, ...]]:
@@ -193,9 +211,17 @@ class _Handler(BaseHTTPRequestHandler):
             self.body = self._read_body()
             if route is None or self.command not in methods:
                 raise HubError(404, f"Not implemented by the loopback Hub: {self.command} {url.path}")
-            status = self.hub._take_failure(route)
-            if status is not None:
-                raise HubError(status, f"Injected failure on route '{route}'")
+            failure = self.hub._take_failure(route)
+            if failure is not None and failure.kind == "drop":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)  # the client sees the connection close, unanswered
+                return
+            if failure is not None and failure.kind == "stall":
+                self.hub._stopping.wait()
+                self.close_connection = True
+                return
+            if failure is not None:
+                raise HubError(failure.status, f"Injected failure on route '{route}'")
             getattr(self, f"_{route}")(**params)
         except HubError as err:
             self._send_error(err)
