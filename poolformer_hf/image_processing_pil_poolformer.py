@@ -5,8 +5,14 @@ import PIL.Image
 from transformers.image_processing_backends import PilBackend
 from transformers.image_utils import PILImageResampling, SizeDict, torch_pil_interpolation_mapping
 
-from .image_inputs import to_rgb_array
-from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin
+from .image_processing_shared_poolformer import (
+    PoolFormerImageProcessingMixin,
+    PoolFormerImageProcessorKwargs,
+)
+
+
+# Channel counts Pillow holds as one 8-bit image (L, LA, RGB, RGBA), as transformers' PIL backend hands them over.
+_PIL_CHANNELS = (1, 2, 3, 4)
 
 
 class PoolFormerImageProcessorPil(PoolFormerImageProcessingMixin, PilBackend):
@@ -14,18 +20,18 @@ class PoolFormerImageProcessorPil(PoolFormerImageProcessingMixin, PilBackend):
 
     Shortest edge to `int(224 / crop_pct)` (Pillow bicubic), center crop 224 × 224, rescale by 1/255, normalize
     with the ImageNet mean and std. With the same settings the output equals transformers'
-    `PoolFormerImageProcessorPil` on RGB images. 8-bit images are resized as RGB images; 16-bit and float images
-    are resized channel by channel as 32-bit float images (mode `F`), so they keep their precision.
+    `PoolFormerImageProcessorPil` on 8-bit images (see `PoolFormerImageProcessingMixin` for extreme aspect ratios).
+    8-bit images are resized as Pillow images; 16-bit and float images (and 8-bit ones of more than 4 channels) are
+    resized channel by channel as 32-bit float images (mode `F`), so they keep their precision.
     """
 
-    def process_image(self, image, input_data_format=None, **kwargs) -> np.ndarray:
-        """One input image as a (3, H, W) array on the 0–255 scale (uint8, or float32 for non-8-bit sources)."""
+    def _from_channels_last(self, array: np.ndarray, **kwargs) -> np.ndarray:
         # A channels-first view of the channels-last array: Pillow gets it back without a copy when resizing.
-        return np.moveaxis(to_rgb_array(image, input_data_format), -1, 0)
+        return np.moveaxis(array, -1, 0)
 
     def resize(self, image: np.ndarray, size: SizeDict, resample=None, **kwargs) -> np.ndarray:
         """Resize a (C, H, W) array to `size.height` × `size.width`."""
-        if image.dtype == np.uint8:
+        if image.dtype == np.uint8 and image.shape[0] in _PIL_CHANNELS:
             return super().resize(image, size, resample, **kwargs)
         resample = _pil_resample(resample)
         channels = [
@@ -62,4 +68,4 @@ def _pil_resample(resample) -> PILImageResampling:
 
 PoolFormerImageProcessorPil.register_for_auto_class()
 
-__all__ = ["PoolFormerImageProcessorPil"]
+__all__ = ["PoolFormerImageProcessorPil", "PoolFormerImageProcessorKwargs"]
