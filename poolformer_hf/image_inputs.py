@@ -114,23 +114,21 @@ def load_image(source, timeout: float = DOWNLOAD_TIMEOUT_S) -> PIL.Image.Image:
 
 
 def _download(url: str, timeout: float) -> bytes:
-    import httpx  # only URLs need it
+    import urllib.error
+    import urllib.request
 
     error = None
     for _ in range(_DOWNLOAD_ATTEMPTS):
         try:
-            response = httpx.get(url, timeout=timeout, follow_redirects=True)
-        except httpx.TransportError as transport_error:  # includes timeouts
-            error = transport_error
-            continue
-        if response.status_code < 500:
-            break
-        error = f"HTTP {response.status_code}"
-    else:
-        raise ValueError(f"Could not download the image {url} in {_DOWNLOAD_ATTEMPTS} attempts of {timeout} s: {error}")
-    if response.status_code != 200:
-        raise ValueError(f"Could not download the image {url}: HTTP {response.status_code}")
-    return response.content
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return response.read()
+        except urllib.error.HTTPError as http_error:
+            if http_error.code < 500:
+                raise ValueError(f"Could not download the image {url}: HTTP {http_error.code}") from http_error
+            error = f"HTTP {http_error.code}"
+        except (urllib.error.URLError, OSError) as connection_error:  # refused, reset, timed out
+            error = connection_error
+    raise ValueError(f"Could not download the image {url} in {_DOWNLOAD_ATTEMPTS} attempts of {timeout} s: {error}")
 
 
 def to_rgb_array(image, input_data_format: str | ChannelDimension | None = None) -> np.ndarray:

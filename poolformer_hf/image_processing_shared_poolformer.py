@@ -9,6 +9,7 @@ when they are saved for `trust_remote_code`, so it imports only from transformer
 import math
 from numbers import Real
 
+from huggingface_hub.errors import StrictDataclassError
 from transformers.image_processing_utils import BatchFeature
 from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling, SizeDict
 from transformers.processing_utils import ImagesKwargs
@@ -16,10 +17,10 @@ from transformers.processing_utils import ImagesKwargs
 from .image_inputs import flatten_images, to_pixel_array
 
 
-# Images are resized whole, as transformers' processors do, up to this many pixels per resized image (a 1 × 540
-# strip at the default 248-pixel short side); past it only a centred window of the input is resized (see
-# `approximate_window`), so that a 1 × 100000 strip does not make a 248 × 24.8M image.
-MAX_RESIZED_PIXELS = 2**25
+# Images are resized whole, as transformers' processors do, up to this many pixels per resized image (a 1 × 270
+# strip at the default 248-pixel short side; resizing it whole takes about a second); past it only a centred window
+# of the input is resized (see `approximate_window`), so that a 1 × 100000 strip does not make a 248 × 24.8M image.
+MAX_RESIZED_PIXELS = 2**24
 # Extra context kept around that window: output pixels for the bicubic support when shrinking, input pixels when
 # enlarging.
 _MARGIN_OUTPUT_PIXELS = 8
@@ -46,7 +47,7 @@ class PoolFormerImageProcessingMixin:
     setting, at construction and at call time.
 
     The resize goes to transformers' sizes and the crop to its offsets, so the output equals that of transformers'
-    processor of the same backend. Only past `MAX_RESIZED_PIXELS` resized pixels (aspect ratios beyond about 540:1)
+    processor of the same backend. Only past `MAX_RESIZED_PIXELS` resized pixels (aspect ratios beyond about 270:1)
     is a window of the input resized instead (`approximate_window`), which shifts the sampling grid by a fraction
     of a pixel.
     """
@@ -69,6 +70,12 @@ class PoolFormerImageProcessingMixin:
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         check_settings(**{name: getattr(self, name, None) for name in _CHECKED_SETTINGS})
+
+    def preprocess(self, images, *args, **kwargs) -> BatchFeature:
+        try:
+            return super().preprocess(images, *args, **kwargs)
+        except StrictDataclassError as error:  # transformers' type check of the call's settings
+            raise TypeError(str(error)) from error
 
     def _prepare_images_structure(self, images, expected_ndims: int = 3) -> list:
         return flatten_images(images)
