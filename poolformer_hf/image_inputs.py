@@ -170,6 +170,19 @@ def to_rgb_pil(image) -> PIL.Image.Image:
     return PIL.Image.fromarray(np.ascontiguousarray(array), mode="RGB")
 
 
+def load_rgb_array(source, timeout: float = DOWNLOAD_TIMEOUT_S) -> np.ndarray:
+    """A path, URL or image decoded as the processors decode it, as an array they take back unchanged.
+
+    `uint8` (H, W, 3) for 8-bit sources, else `float32` in [0, 1]. transformers' pipelines hand arrays to the
+    processor as they are, but open paths, URLs and PIL images with their own `load_image`, which flattens
+    transparency onto the stored colours and clips 16-bit images: `pipeline(...)(load_rgb_array(path))` gives what
+    the processor gives for `path`.
+    """
+    image = source if isinstance(source, (PIL.Image.Image, np.ndarray, torch.Tensor)) else load_image(source, timeout)
+    array = to_rgb_array(image)
+    return array if array.dtype == np.uint8 else array / np.float32(255.0)
+
+
 def _pil_to_array(image: PIL.Image.Image, convert_rgb: bool) -> np.ndarray:
     if image.getexif().get(_EXIF_ORIENTATION, 1) != 1:
         image = PIL.ImageOps.exif_transpose(image)
