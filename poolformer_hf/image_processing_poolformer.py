@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 from transformers.image_processing_backends import TorchvisionBackend
-from transformers.image_utils import SizeDict
+from transformers.image_utils import PILImageResampling, SizeDict
 
 from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin, PoolFormerImageProcessorKwargs
 
@@ -18,10 +18,13 @@ class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBacken
     EXIF-rotated JPEGs are handled (see `image_inputs`).
     """
 
+    # torch's interpolate has no box or Hamming filter (transformers' torchvision backend fails inside it).
+    unsupported_resamples = (PILImageResampling.BOX, PILImageResampling.HAMMING)
+
     def _from_channels_last(self, array: np.ndarray, device: torch.device | None = None, **kwargs) -> torch.Tensor:
-        # A copy where torch cannot take the array as it is (negative strides, read-only).
-        array = np.ascontiguousarray(array)
-        if not array.flags.writeable:  # torch.from_numpy warns on read-only arrays
+        # A copy where torch cannot take the array as it is: negative strides (a flipped view, even of one pixel,
+        # which numpy calls contiguous) and read-only arrays (torch.from_numpy warns on them).
+        if not array.flags.writeable or any(stride < 0 for stride in array.strides):
             array = array.copy()
         tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
         return tensor.to(device) if device is not None else tensor

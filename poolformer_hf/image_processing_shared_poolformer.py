@@ -11,7 +11,13 @@ from numbers import Real
 
 from huggingface_hub.errors import StrictDataclassError
 from transformers.image_processing_utils import BatchFeature
-from transformers.image_utils import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, PILImageResampling, SizeDict
+from transformers.image_utils import (
+    IMAGENET_DEFAULT_MEAN,
+    IMAGENET_DEFAULT_STD,
+    PILImageResampling,
+    SizeDict,
+    torch_pil_interpolation_mapping,
+)
 from transformers.processing_utils import ImagesKwargs
 
 from .image_inputs import flatten_images, to_pixel_array
@@ -66,10 +72,21 @@ class PoolFormerImageProcessingMixin:
     do_rescale = True
     do_normalize = True
     do_convert_rgb = None
+    # Resampling filters the backend cannot apply (refused up front rather than failing inside the resize).
+    unsupported_resamples: tuple = ()
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        check_settings(**{name: getattr(self, name, None) for name in _CHECKED_SETTINGS})
+        self._check_settings(**{name: getattr(self, name, None) for name in _CHECKED_SETTINGS})
+
+    def _check_settings(self, **settings) -> None:
+        check_settings(**settings)
+        resample = settings["resample"]
+        if resample is not None and pil_resample(resample) in self.unsupported_resamples:
+            raise ValueError(
+                f"Expected a resample filter the {self.backend} backend supports, got {pil_resample(resample).name}: "
+                f"it cannot apply {[r.name for r in self.unsupported_resamples]}. Use the PIL backend for those."
+            )
 
     def preprocess(self, images, *args, **kwargs) -> BatchFeature:
         try:
@@ -86,7 +103,7 @@ class PoolFormerImageProcessingMixin:
         return self._from_channels_last(array, **kwargs)
 
     def _validate_preprocess_kwargs(self, **kwargs):
-        check_settings(**{name: kwargs.get(name) for name in _CHECKED_SETTINGS})
+        self._check_settings(**{name: kwargs.get(name) for name in _CHECKED_SETTINGS})
         super()._validate_preprocess_kwargs(**kwargs)
 
     def _preprocess(
@@ -236,19 +253,22 @@ def _check_per_channel(name: str, values, positive: bool) -> None:
 
 
 def _check_resample(resample) -> None:
-    try:
-        from transformers.image_utils import torch_pil_interpolation_mapping
-    except ImportError:  # pragma: no cover - torchvision missing
-        torch_pil_interpolation_mapping = {}
-    if isinstance(resample, int) and not isinstance(resample, bool):
-        if resample in set(PILImageResampling):
-            return
-    elif resample in torch_pil_interpolation_mapping:
-        return
-    raise ValueError(
-        f"Expected resample to be one of PIL.Image.Resampling {[m.name for m in PILImageResampling]} (or a "
-        f"torchvision InterpolationMode), got {resample!r}."
-    )
+    if isinstance(resample, bool) or not (
+        (isinstance(resample, int) and resample in set(PILImageResampling)) or resample in torch_pil_interpolation_mapping
+    ):
+        raise ValueError(
+            f"Expected resample to be one of PIL.Image.Resampling {[m.name for m in PILImageResampling]} (or a "
+            f"torchvision InterpolationMode), got {resample!r}."
+        )
+
+
+def pil_resample(resample) -> PILImageResampling:
+    """A resample setting (None, a PIL filter or its number, a torchvision InterpolationMode) as a PIL filter."""
+    if resample is None:
+        return PILImageResampling.BICUBIC
+    if isinstance(resample, int):
+        return PILImageResampling(resample)
+    return torch_pil_interpolation_mapping[resample]
 
 
 def _count(values) -> int | None:
