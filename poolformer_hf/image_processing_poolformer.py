@@ -1,11 +1,11 @@
 """PoolFormer image processor on transformers' torchvision backend (batched tensor ops, CPU or GPU)."""
 
+import numpy as np
 import torch
 from transformers.image_processing_backends import TorchvisionBackend
-from transformers.image_utils import SizeDict
+from transformers.image_utils import PILImageResampling, SizeDict
 
-from .image_inputs import to_rgb_array
-from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin
+from .image_processing_shared_poolformer import PoolFormerImageProcessingMixin, PoolFormerImageProcessorKwargs
 
 
 class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBackend):
@@ -13,15 +13,18 @@ class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBacken
 
     Shortest edge to `int(224 / crop_pct)` (bicubic, antialiased), center crop 224 × 224, rescale by 1/255,
     normalize with the ImageNet mean and std. Images of one size and dtype are resized together as one batch.
-    With the same settings the output equals transformers' `PoolFormerImageProcessor` on RGB images; unlike it,
-    any PIL mode, uint16/float/bool arrays, EXIF-rotated JPEGs and extreme aspect ratios are handled (see
-    `image_inputs`).
+    With the same settings the output equals transformers' `PoolFormerImageProcessor` on RGB images (and, with
+    `do_convert_rgb=False`, on images of any channel count); unlike it, any PIL mode, uint16/float/bool arrays and
+    EXIF-rotated JPEGs are handled (see `image_inputs`).
     """
 
-    def process_image(self, image, input_data_format=None, device: torch.device | None = None, **kwargs):
-        """One input image as a (3, H, W) tensor on the 0–255 scale (uint8, or float32 for non-8-bit sources)."""
-        array = to_rgb_array(image, input_data_format)
-        if not array.flags.writeable:  # torch.from_numpy warns on read-only arrays
+    # torch's interpolate has no box or Hamming filter (transformers' torchvision backend fails inside it).
+    unsupported_resamples = (PILImageResampling.BOX, PILImageResampling.HAMMING)
+
+    def _from_channels_last(self, array: np.ndarray, device: torch.device | None = None, **kwargs) -> torch.Tensor:
+        # A copy where torch cannot take the array as it is: negative strides (a flipped view, even of one pixel,
+        # which numpy calls contiguous) and read-only arrays (torch.from_numpy warns on them).
+        if not array.flags.writeable or any(stride < 0 for stride in array.strides):
             array = array.copy()
         tensor = torch.from_numpy(array).permute(2, 0, 1).contiguous()
         return tensor.to(device) if device is not None else tensor
@@ -47,4 +50,4 @@ class PoolFormerImageProcessor(PoolFormerImageProcessingMixin, TorchvisionBacken
 
 PoolFormerImageProcessor.register_for_auto_class()
 
-__all__ = ["PoolFormerImageProcessor"]
+__all__ = ["PoolFormerImageProcessor", "PoolFormerImageProcessorKwargs"]

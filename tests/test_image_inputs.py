@@ -1,6 +1,8 @@
 """Every kind of image a user may hand in becomes an (H, W, 3) RGB array on the 0–255 scale, or a clear error."""
 
+import http.server
 import io
+import threading
 
 import numpy as np
 import PIL.Image
@@ -8,7 +10,7 @@ import PIL.ImageOps
 import pytest
 import torch
 
-from poolformer_hf.image_inputs import flatten_images, to_rgb_array
+from poolformer_hf.image_inputs import flatten_images, load_image, to_pixel_array, to_rgb_array, to_rgb_pil
 
 
 RNG = np.random.default_rng(0)
@@ -187,12 +189,16 @@ def test_ambiguous_layout_needs_input_data_format():
         (np.full((5, 7, 3), np.nan, np.float32), "NaN"),
         (torch.full((3, 5, 7), float("inf")), "NaN or infinity"),
         (np.zeros((2, 5, 7, 3), np.uint8), r"\(H, W\), \(H, W, C\) or \(C, H, W\)"),
-        ([[1, 2], [3, 4]], "Expected a PIL.Image.Image"),
     ],
 )
 def test_unsupported_inputs_raise_value_error(image, message):
     with pytest.raises(ValueError, match=message):
         to_rgb_array(image)
+
+
+def test_what_is_no_image_raises_type_error():
+    with pytest.raises(TypeError, match="Expected a PIL.Image.Image, numpy.ndarray or torch.Tensor, got list"):
+        to_rgb_array([[1, 2], [3, 4]])
 
 
 def test_lab_mode_is_refused_rather_than_converted_wrongly():
@@ -235,10 +241,129 @@ def test_flatten_images_reads_paths(tmp_path):
     [
         ([], "at least one image"),
         (torch.zeros(1, 2, 3, 8, 8), "5-D Tensor"),
+        ([[], ()], "at least one image"),
+        (np.zeros((0, 8, 8, 3), np.uint8), r"empty batch \(a ndarray of shape \(0, 8, 8, 3\)\)"),
+        (torch.zeros(0, 3, 8, 8), "at least one image"),
+        (torch.zeros(1, 2, 3, 8, 8), "5-D Tensor"),
         (np.zeros(8), "1-D ndarray"),
-        (42, "got int"),
     ],
 )
 def test_flatten_images_refuses_what_is_no_image(images, message):
     with pytest.raises(ValueError, match=message):
         flatten_images(images)
+
+
+def test_flatten_images_refuses_other_types():
+    with pytest.raises(TypeError, match="got int"):
+        flatten_images(42)
+
+
+# Byte order and strides
+
+
+def test_big_endian_uint16_reads_as_native_uint16():
+    native = RGB.astype(np.uint16) * 257
+    np.testing.assert_array_equal(to_rgb_array(native.astype(">u2")), to_rgb_array(native))
+    np.testing.assert_array_equal(to_rgb_array(native.astype("<u2")), to_rgb_array(native))
+
+
+def test_big_endian_float_reads_as_native_float():
+    unit = RGB / 255.0
+    np.testing.assert_array_equal(to_rgb_array(unit.astype(">f8")), to_rgb_array(unit))
+
+
+# Keeping the channels (do_convert_rgb=False)
+
+
+def test_without_rgb_conversion_channels_are_kept():
+    rgba = np.dstack([RGB, np.zeros((5, 7), np.uint8)])  # fully transparent: would turn white with conversion
+    np.testing.assert_array_equal(to_pixel_array(rgba, convert_rgb=False), rgba)
+    np.testing.assert_array_equal(to_pixel_array(PIL.Image.fromarray(rgba, "RGBA"), convert_rgb=False), rgba)
+    np.testing.assert_array_equal(to_pixel_array(PIL.Image.fromarray(GRAY), convert_rgb=False), GRAY[:, :, None])
+    np.testing.assert_array_equal(to_pixel_array(GRAY, convert_rgb=False), GRAY[:, :, None])
+    cmyk = PIL.Image.fromarray(RGB).convert("CMYK")
+    np.testing.assert_array_equal(to_pixel_array(cmyk, convert_rgb=False), np.array(cmyk))
+    five = RNG.integers(0, 256, size=(5, 4, 6), dtype=np.uint8)
+    np.testing.assert_array_equal(
+        to_pixel_array(five, "channels_first", convert_rgb=False), np.moveaxis(five, 0, -1)
+    )
+
+
+def test_without_rgb_conversion_palette_images_give_their_colours():
+    palette = PIL.Image.fromarray(RGB).convert("P")
+    np.testing.assert_array_equal(to_pixel_array(palette, convert_rgb=False), np.array(palette.convert("RGB")))
+
+
+def test_without_rgb_conversion_other_channel_counts_need_input_data_format():
+    with pytest.raises(ValueError, match=r"1, 3 or 4 channels .*\(pass input_data_format"):
+        to_pixel_array(np.zeros((5, 6, 7), np.uint8), convert_rgb=False)
+    with pytest.raises(ValueError, match="do_convert_rgb=False keeps other channel counts"):
+        to_pixel_array(np.zeros((5, 6, 7), np.uint8), "channels_first", convert_rgb=True)
+
+
+# Files and training's decode
+
+
+def test_load_image_keeps_transparency_and_sixteen_bits(tmp_path):
+    rgba_path, deep_path = tmp_path / "rgba.png", tmp_path / "deep.png"
+    PIL.Image.fromarray(np.dstack([RGB, np.zeros((5, 7), np.uint8)]), "RGBA").save(rgba_path)
+    PIL.Image.fromarray(np.full((5, 7), 32768, np.uint16)).save(deep_path)
+    assert load_image(rgba_path).mode == "RGBA"
+    np.testing.assert_array_equal(to_rgb_array(load_image(str(rgba_path))), WHITE)
+    np.testing.assert_allclose(to_rgb_array(load_image(deep_path)), 32768 * 255 / 65535, rtol=1e-6)
+    with open(deep_path, "rb") as file:
+        np.testing.assert_allclose(to_rgb_array(load_image(file)), 32768 * 255 / 65535, rtol=1e-6)
+
+
+def test_load_image_names_what_it_cannot_read(tmp_path):
+    with pytest.raises(ValueError, match="no such file"):
+        load_image(tmp_path / "missing.png")
+    garbage = tmp_path / "garbage.png"
+    garbage.write_bytes(b"not an image at all")
+    with pytest.raises(ValueError, match=f"Cannot read {garbage} as an image"):
+        load_image(garbage)
+
+
+@pytest.fixture
+def image_server(tmp_path):
+    """A one-thread HTTP server on 127.0.0.1 serving `png` at /ok and a 503 at /busy (counting the requests)."""
+    PIL.Image.fromarray(RGB).save(tmp_path / "ok.png")
+    body = (tmp_path / "ok.png").read_bytes()
+    requests = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            status = 200 if self.path == "/ok" else 503
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body) if status == 200 else 0))
+            self.end_headers()
+            if status == 200:
+                self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_load_image_downloads_urls_and_retries_a_server_error_once(image_server):
+    url, requests = image_server
+    np.testing.assert_array_equal(to_rgb_array(load_image(f"{url}/ok", timeout=5)), RGB)
+    with pytest.raises(ValueError, match=r"Could not download the image .*/busy in 2 attempts of 5 s: HTTP 503"):
+        load_image(f"{url}/busy", timeout=5)
+    assert requests == ["/ok", "/busy", "/busy"]
+
+
+def test_training_decode_is_the_processors_decode_in_eight_bits(tmp_path):
+    deep = PIL.Image.fromarray(np.full((5, 7), 32768, np.uint16))  # mid-grey, 16 bits
+    transparent = PIL.Image.fromarray(np.zeros((5, 7, 4), np.uint8), "RGBA")
+    assert deep.convert("RGB").getpixel((0, 0)) == (255, 255, 255)  # what convert("RGB") made of it
+    np.testing.assert_array_equal(np.array(to_rgb_pil(deep)), np.full((5, 7, 3), 128, np.uint8))
+    np.testing.assert_array_equal(np.array(to_rgb_pil(transparent)), WHITE)
+    assert to_rgb_pil(PIL.Image.fromarray(RGB)).mode == "RGB"

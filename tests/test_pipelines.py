@@ -10,6 +10,7 @@ from transformers import pipeline
 
 from isolated_python import run_isolated
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
+from poolformer_hf.image_inputs import load_rgb_array
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
 
 
@@ -85,3 +86,29 @@ print(json.dumps({{
     predicted = {p["label"]: p["score"] for p in result["predictions"]}
     np.testing.assert_allclose([predicted[LABELS[i]] for i in range(3)], scores.numpy(), atol=1e-6)
     torch.testing.assert_close(torch.tensor(result["features"])[0], features, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def scores_of(folder, pixel_source) -> torch.Tensor:
+    model = PoolFormerForImageClassification.from_pretrained(folder).eval()
+    pixel_values = PoolFormerImageProcessor.from_pretrained(folder)(pixel_source, return_tensors="pt")["pixel_values"]
+    return model(pixel_values).logits.softmax(-1)[0]
+
+
+def test_transparent_png_through_the_pipeline(folder, tmp_path):
+    # Half the image transparent over stored black: the processor puts it on white, transformers' load_image
+    # (which the pipeline applies to paths, URLs and PIL images) drops the alpha and keeps the black.
+    rgba = np.zeros((48, 80, 4), dtype=np.uint8)
+    rgba[:, :40] = np.random.default_rng(1).integers(0, 256, (48, 40, 4), dtype=np.uint8) | 255
+    path = tmp_path / "half_transparent.png"
+    PIL.Image.fromarray(rgba, mode="RGBA").save(path)
+    classifier = pipeline("image-classification", model=str(folder))
+
+    def pipeline_scores(image) -> np.ndarray:
+        predicted = {p["label"]: p["score"] for p in classifier(image, top_k=3)}
+        return np.array([predicted[LABELS[i]] for i in range(3)])
+
+    on_white, flattened = scores_of(folder, str(path)).numpy(), scores_of(folder, PIL.Image.open(path).convert("RGB"))
+    assert np.abs(on_white - flattened.numpy()).max() > 1e-3  # the two decodes differ
+    np.testing.assert_allclose(pipeline_scores(str(path)), flattened.numpy(), atol=1e-6)  # as the README says
+    np.testing.assert_allclose(pipeline_scores(load_rgb_array(path)), on_white, atol=1e-6)  # the way round it
