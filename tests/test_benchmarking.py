@@ -85,3 +85,39 @@ def test_reports_are_written_with_a_plot(tmp_path):
     assert "| poolformer_hf | default | 25.0 | 2.50× | – |" in open(paths["markdown"]).read()
     with open(paths["png"], "rb") as handle:  # matplotlib comes with the test extra
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+PLOT_RESULTS = [
+    {"section": "inference", "impl": "transformers", "mode": "eager", "dtype": "float32", "batch": 32,
+     "resolution": 224, "images_per_s": 16.2},
+    {"section": "inference", "impl": "poolformer_hf", "mode": "default", "dtype": "float32", "batch": 32,
+     "resolution": 224, "images_per_s": 26.8},
+    {"section": "training", "impl": "transformers", "batch": 16, "images_per_s": 5.32},
+    {"section": "training", "impl": "poolformer_hf", "batch": 16, "images_per_s": 7.1},
+    {"section": "memory", "impl": "transformers", "batch": 16, "peak_mib": 922.0, "rss_peak_mib": 1107.0},
+    {"section": "memory", "impl": "poolformer_hf", "batch": 16, "peak_mib": 440.0, "rss_peak_mib": 585.0},
+    {"section": "scaling", "impl": "poolformer_s12", "resolution": 224, "median_s": 0.046, "peak_mib": 12.0},
+    {"section": "scaling", "impl": "poolformer_s12", "resolution": 384, "median_s": 0.129, "peak_mib": 15.0},
+]  # fmt: skip
+
+
+def test_plot_has_a_title_the_figure_on_each_bar_and_training_and_memory_beside_inference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    panels = bench.plot_panels(PLOT_RESULTS)
+    assert [panel["title"] for panel in panels] == [
+        "Inference, batch 32, 224²", "Training step (fwd + bwd + AdamW), 224²", "Peak memory of a training step",
+        "Time against resolution (batch 1)", "Memory against resolution (batch 1)",
+    ]
+    figure = bench.draw(panels, "the title")
+    assert figure.get_suptitle() == "the title"
+    printed = [[text.get_text() for text in axis.texts] for axis in figure.axes if axis.get_visible()]
+    assert printed[:3] == [["26.8", "16.2"], ["5.32", "7.10"], ["922 MiB", "440 MiB"]]
+    assert [axis.get_title() for axis in figure.axes if axis.get_visible()] == [panel["title"] for panel in panels]
+
+
+def test_plot_title_names_the_machine():
+    title = bench.plot_title({"torch": "2.14.1", "cpu_capability": "AVX2", "threads": 2})
+    assert "CPU (AVX2, 2 threads)" in title and "torch 2.14.1" in title
+    assert "NVIDIA H200" in bench.plot_title({"torch": "2.14.1", "cuda_device": "NVIDIA H200"})

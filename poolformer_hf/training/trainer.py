@@ -5,7 +5,7 @@ from collections.abc import Callable
 
 import numpy as np
 import torch
-from transformers import ProgressCallback, Trainer, TrainerCallback
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
 from transformers.trainer_pt_utils import metrics_format
 
 from ..complexity import measure
@@ -65,6 +65,14 @@ class TrainingProgress(ProgressCallback):
             super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
 
 
+class LogPrinter(PrinterCallback):
+    """Trainer's log printer (--disable_tqdm) without its side effect: transformers' pops total_flos from the
+    metrics dict it is handed, so train_results.json would lack it."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs=dict(logs or {}), **kwargs)
+
+
 def format_flops(flops: float) -> str:
     """1.23e+14 -> "123 TFLOPs" (Trainer prints total_flos as "<flos >> 30>GF")."""
     for unit, scale in (("PFLOPs", 1e15), ("TFLOPs", 1e12), ("GFLOPs", 1e9), ("MFLOPs", 1e6)):
@@ -92,9 +100,10 @@ class ImageClassificationTrainer(Trainer):
 
     def __init__(self, *args, label_smoothing: float = 0.0, batch_mixer: BatchMixer | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        if not self.args.disable_tqdm and any(type(cb) is ProgressCallback for cb in self.callback_handler.callbacks):
-            self.remove_callback(ProgressCallback)
-            self.add_callback(TrainingProgress)
+        for theirs, ours in ((ProgressCallback, TrainingProgress), (PrinterCallback, LogPrinter)):
+            if any(type(callback) is theirs for callback in self.callback_handler.callbacks):
+                self.remove_callback(theirs)
+                self.add_callback(ours)
         self._forward_macs: dict[tuple[int, int], int] = {}
         if isinstance(self.train_dataset, ImageClassificationDataset):
             self.add_callback(_DatasetEpoch(self.train_dataset))
