@@ -134,12 +134,13 @@ def _train_and_evaluate(trainer, training_args, checkpoint: str | None) -> dict:
     metrics = {}
     if training_args.do_train:
         if checkpoint is not None:
-            logger.info("resuming from %s", checkpoint)
+            # Read now: checkpoint rotation (save_total_limit) may delete the checkpoint during training.
+            resumed_at = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json")).global_step
+            logger.info("resuming from %s (step %d)", checkpoint, resumed_at)
         train_result = trainer.train(resume_from_checkpoint=checkpoint)
         train_metrics = dict(train_result.metrics)
         if checkpoint is not None:
             # Trainer's train_loss is the mean over the steps this call ran: say where they start.
-            resumed_at = TrainerState.load_from_json(str(Path(checkpoint) / "trainer_state.json")).global_step
             train_metrics["train_resumed_from_step"] = resumed_at
             logger.info(
                 "train_loss is the mean over steps %d-%d, run after resuming from %s, not over the whole run",
