@@ -289,3 +289,14 @@ def test_a_full_disk_while_saving_says_so_and_names_the_file(tmp_path):
     with pytest.raises(OSError, match=rf"disk holding {output_dir} is full .* while writing {output_dir}/checkpoint-1/"):
         run_in_process(argv, callbacks=[FillTheDisk()])
     assert not (output_dir / ".poolformer-train.lock").exists()  # the lock goes with the failed run
+
+
+def test_no_writing_model_shards_bar_during_a_run():
+    import transformers
+
+    from poolformer_hf.training.run import _quiet_shard_bars
+
+    assert transformers.utils.logging.is_progress_bar_enabled()
+    with _quiet_shard_bars():
+        assert not transformers.utils.logging.is_progress_bar_enabled()  # save_pretrained's tqdm is off
+    assert transformers.utils.logging.is_progress_bar_enabled()
