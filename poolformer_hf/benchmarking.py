@@ -551,8 +551,85 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def plot(results: list[dict], path: str) -> bool:
-    """A PNG of inference images/s per mode and of time/memory against resolution; False without matplotlib."""
+PLOT_COLORS = {"poolformer_hf": "tab:green", "transformers": "tab:gray", "timm": "tab:brown", "roofline": "tab:blue"}
+
+
+def plot_panels(results: list[dict]) -> list[dict]:
+    """What the plot shows, one dict per panel: bar panels (inference at the largest batch, the training step, its
+    peak memory) with a label, value and printed figure per bar; line panels (time and memory against resolution)."""
+    panels = []
+    inference = [row for row in results if row["section"] == "inference"]
+    if inference:
+        batch = max(row["batch"] for row in inference)
+        rows = sorted((row for row in inference if row["batch"] == batch),
+                      key=lambda r: (r["dtype"], _implementation_order(r["impl"]), r["mode"]))
+        panels.append({"kind": "bars", "title": f"Inference, batch {batch}, {rows[0]['resolution']}²",
+                       "xlabel": "images/s (median)", "rows": rows,
+                       "labels": [f"{row['impl']} · {row['mode']} · {row['dtype']}" for row in rows],
+                       "values": [row["images_per_s"] for row in rows],
+                       "figures": [f"{row['images_per_s']:.1f}" for row in rows]})
+    for section, title, key, xlabel, unit in (
+        ("training", "Training step (fwd + bwd + AdamW), 224²", "images_per_s", "images/s (median)", ""),
+        ("memory", "Peak memory of a training step", "peak_mib", "peak tensors (MiB)", " MiB"),
+    ):
+        rows = [row for row in results if row["section"] == section]
+        if rows:
+            panels.append({"kind": "bars", "title": title, "xlabel": xlabel, "rows": rows,
+                           "labels": [f"{row['impl']} · batch {row['batch']}" for row in rows],
+                           "values": [row[key] for row in rows],
+                           "figures": [f"{row[key]:.{0 if unit else 2}f}{unit}" for row in rows]})
+    scaling = [row for row in results if row["section"] == "scaling"]
+    for key, title, ylabel in (("median_s", "Time against resolution (batch 1)", "seconds per image"),
+                               ("peak_mib", "Memory against resolution (batch 1)", "peak MiB")):
+        if scaling:
+            names = list(dict.fromkeys(row["impl"] for row in scaling))
+            series = {name: sorted(((row["resolution"], row[key]) for row in scaling if row["impl"] == name))
+                      for name in names}
+            panels.append({"kind": "lines", "title": title, "ylabel": ylabel, "series": series})
+    return panels
+
+
+def draw(panels: list[dict], title: str):
+    """A matplotlib figure of `panels` (see plot_panels), three per row, under `title`."""
+    import matplotlib.pyplot as plt
+
+    columns = min(3, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    tallest = max((len(panel.get("values", ())) for panel in panels), default=0)
+    figure, axes = plt.subplots(rows, columns, figsize=(6.5 * columns, rows * max(4.5, 0.3 * tallest + 1.5)),
+                                squeeze=False)
+    for axis in axes.flat[len(panels):]:
+        axis.set_visible(False)
+    for axis, panel in zip(axes.flat, panels):
+        axis.set_title(panel["title"], fontsize=10)
+        if panel["kind"] == "bars":
+            bars = axis.barh(range(len(panel["values"])), panel["values"],
+                             color=[PLOT_COLORS.get(row["impl"], "tab:purple") for row in panel["rows"]])
+            axis.bar_label(bars, labels=panel["figures"], padding=2, fontsize=7)
+            axis.set_yticks(range(len(panel["labels"])), panel["labels"], fontsize=7)
+            axis.invert_yaxis()
+            axis.set_xlabel(panel["xlabel"])
+            axis.set_xlim(0, max(panel["values"]) * 1.18)  # room for the figures at the bars' ends
+        else:
+            for name, points in panel["series"].items():
+                axis.plot([x for x, _ in points], [y for _, y in points], marker="o", label=name)
+            axis.set_xlabel("resolution (pixels per side)")
+            axis.set_ylabel(panel["ylabel"])
+            axis.set_yscale("log")
+            axis.legend(fontsize=7)
+    figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def plot_title(environment: dict) -> str:
+    device = environment.get("cuda_device") or f"CPU ({environment.get('cpu_capability', '?')}, " \
+        f"{environment.get('threads', '?')} threads)"
+    return f"poolformer_hf vs transformers vs timm, PoolFormer-S12 — {device}, torch {environment.get('torch', '?')}"
+
+
+def plot(results: list[dict], path: str, title: str = "PoolFormer benchmark") -> bool:
+    """A PNG of every section's results (see plot_panels) under `title`; False without matplotlib or results."""
     try:
         import matplotlib
 
@@ -560,35 +637,10 @@ def plot(results: list[dict], path: str) -> bool:
         import matplotlib.pyplot as plt
     except ImportError:
         return False
-    inference = [row for row in results if row["section"] == "inference"]
-    scaling = [row for row in results if row["section"] == "scaling"]
-    panels = [p for p in ("inference", "time", "memory") if (p == "inference" and inference) or (p != "inference" and scaling)]
+    panels = plot_panels(results)
     if not panels:
         return False
-    batch = max(row["batch"] for row in inference) if inference else 0
-    bars = sorted((row for row in inference if row["batch"] == batch),
-                  key=lambda r: (r["dtype"], _implementation_order(r["impl"]), r["mode"]))
-    colors = {"poolformer_hf": "tab:green", "transformers": "tab:gray", "timm": "tab:brown", "roofline": "tab:blue"}
-    figure, axes = plt.subplots(1, len(panels), figsize=(6.5 * len(panels), max(4.5, 0.28 * len(bars))),
-                                squeeze=False)
-    for axis, panel in zip(axes[0], panels):
-        if panel == "inference":
-            axis.barh(range(len(bars)), [row["images_per_s"] for row in bars],
-                      color=[colors[row["impl"]] for row in bars])
-            axis.set_yticks(range(len(bars)), [f"{row['impl']} · {row['mode']} · {row['dtype']}" for row in bars],
-                            fontsize=7)
-            axis.invert_yaxis()
-            axis.set_xlabel(f"images/s (batch {batch}, 224², median)")
-        else:
-            key, label = ("median_s", "seconds per image") if panel == "time" else ("peak_mib", "peak MiB")
-            for name in dict.fromkeys(row["impl"] for row in scaling):
-                rows = sorted((row for row in scaling if row["impl"] == name), key=lambda r: r["resolution"])
-                axis.plot([row["resolution"] for row in rows], [row[key] for row in rows], marker="o", label=name)
-            axis.set_xlabel("resolution (pixels per side)")
-            axis.set_ylabel(label)
-            axis.set_yscale("log")
-            axis.legend()
-    figure.tight_layout()
+    figure = draw(panels, title)
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return True
@@ -602,7 +654,7 @@ def write_reports(results: list[dict], environment: dict, out_dir: str) -> dict[
         json.dump({"environment": environment, "results": results}, handle, indent=1)
     with open(paths["markdown"], "w") as handle:
         handle.write(markdown_table(results) + "\n")
-    if not plot(results, paths["png"]):
+    if not plot(results, paths["png"], title=plot_title(environment)):
         paths.pop("png")
     return paths
 

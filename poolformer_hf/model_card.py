@@ -1,8 +1,9 @@
 """Model cards (README.md with YAML metadata) for presets and trained folders, from one template.
 
 The numbers in a card are of two kinds and the card keeps them apart:
-- measured here, on the architecture the card describes (`complexity.measure`): parameters and MACs at 224²
-  (MACs = FLOPs / 2, as `torch.utils.flop_counter.FlopCounterMode` counts convolutions and matrix products);
+- measured here, on the architecture the card describes (`complexity.measure`): parameters and MACs at the
+  resolution the processor feeds the model (224² for the presets; a trained folder's own, e.g. 32² for the digits
+  demo), MACs = FLOPs / 2 as `torch.utils.flop_counter.FlopCounterMode` counts convolutions and matrix products;
   and, for a trained folder, the evaluation results its Trainer wrote;
 - reported by the papers for the authors' ImageNet-1k weights, quoted with their source and never put in
   the `model-index` metadata (which would claim them as this checkpoint's results).
@@ -22,7 +23,6 @@ from .complexity import measure
 from .configuration_poolformer import PoolFormerConfig
 from .presets import PRESET_NAMES
 
-MAC_IMAGE_SIZE = 224
 # Hub namespace the preset cards' usage snippets load from.
 DEFAULT_NAMESPACE = "poolformer-hf"
 
@@ -105,7 +105,7 @@ class CardFacts:
     params: int
     macs: int
     num_labels: int
-    crop_pct: float | None
+    preprocessing: "Preprocessing"
     tags: list[str]
     datasets: list[str] = field(default_factory=list)
     reported_top1: tuple[str, float, Paper] | None = None  # (the paper's model name, top-1 %, paper)
@@ -113,6 +113,38 @@ class CardFacts:
     eval_dataset: str | None = None
     has_processor: bool = True
     remote_code: bool = True  # the repo carries its modeling code (config.json has an auto_map)
+    resolution_source: str = "the resolution of the papers' ImageNet-1k models."
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the image processor does to an image before the model sees it: resize, then center crop."""
+
+    image_size: int  # the side of the square the model sees (trained and evaluated at)
+    resize_edge: int | None = None  # the short side before the center crop; None without a crop
+    crop_pct: float | None = None
+
+    def describe(self) -> str:
+        square = f"{self.image_size}×{self.image_size}"
+        if self.resize_edge is None:
+            return f"resized to {square}."
+        crop = f" (crop_pct {self.crop_pct:g})" if self.crop_pct else ""
+        return f"short side resized to {self.resize_edge}, then a {square} center crop{crop}."
+
+
+def preprocessing_of(processor_config: dict) -> Preprocessing:
+    """The resolution a saved processor config produces (transformers' PoolFormer semantics: with crop_pct the
+    short side goes to int(size / crop_pct) and the center crop to crop_size)."""
+    size = processor_config.get("size") or {}
+    crop_size = processor_config.get("crop_size") or {}
+    crop_pct = processor_config.get("crop_pct")
+    edge = size.get("shortest_edge") or size.get("height")
+    if edge is None:
+        raise ValueError(f"cannot tell the resolution of a processor with size {size!r}")
+    if processor_config.get("do_center_crop", True) and crop_size.get("height"):
+        resize_edge = int(edge / crop_pct) if crop_pct else int(edge)
+        return Preprocessing(image_size=int(crop_size["height"]), resize_edge=resize_edge, crop_pct=crop_pct)
+    return Preprocessing(image_size=int(edge))
 
 
 def _in_units(count: int) -> str:
@@ -133,6 +165,7 @@ $summary
 
 - **Architecture:** $architecture
 - **Parameters:** $params ($params_exact), counted on this architecture with a $num_labels-class head.
+- **Resolution:** ${mac_size}×${mac_size}, $resolution_source
 - **MACs at ${mac_size}×${mac_size}:** $macs, measured with `torch.utils.flop_counter.FlopCounterMode`
   (convolutions and matrix products; MACs = FLOPs / 2).
 - **Eval preprocessing:** $preprocessing
@@ -164,7 +197,8 @@ def render_card(facts: CardFacts) -> str:
         params=_in_units(facts.params),
         params_exact=f"{facts.params:,} parameters",
         num_labels=facts.num_labels,
-        mac_size=MAC_IMAGE_SIZE,
+        mac_size=facts.preprocessing.image_size,
+        resolution_source=facts.resolution_source,
         macs=_in_units(facts.macs),
         code=(
             "- **Code:** the modeling code ships in this repo; `trust_remote_code=True` loads it with only\n"
@@ -172,12 +206,7 @@ def render_card(facts: CardFacts) -> str:
             if facts.remote_code
             else ""
         ),
-        preprocessing=(
-            f"short side resized to {int(MAC_IMAGE_SIZE / facts.crop_pct)}, then a {MAC_IMAGE_SIZE}×{MAC_IMAGE_SIZE} "
-            f"center crop (crop_pct {facts.crop_pct:g})."
-            if facts.crop_pct
-            else f"{MAC_IMAGE_SIZE}×{MAC_IMAGE_SIZE} input."
-        ),
+        preprocessing=facts.preprocessing.describe(),
         reported=_reported_section(facts),
         evaluation=_evaluation_section(facts),
         usage=_usage_snippet(facts),
@@ -266,7 +295,7 @@ def _usage_snippet(facts: CardFacts) -> str:
         "import torch\nfrom transformers import AutoModelForImageClassification\n\n"
         f'model = AutoModelForImageClassification.from_pretrained("{facts.repo_id}", trust_remote_code=True).eval()\n'
         f"# This repo has no image processor: feed normalized (batch, 3, H, W) tensors.\n"
-        f"pixel_values = torch.randn(1, 3, {MAC_IMAGE_SIZE}, {MAC_IMAGE_SIZE})\n"
+        f"pixel_values = torch.randn(1, 3, {facts.preprocessing.image_size}, {facts.preprocessing.image_size})\n"
         "with torch.no_grad():\n    logits = model(pixel_values=pixel_values).logits\n"
         "print(model.config.id2label[logits.argmax(-1).item()])"
     )
@@ -291,8 +320,9 @@ print(classifier(Image.new("RGB", (320, 240), (124, 116, 104))))
 # -- facts for a preset or a folder -----------------------------------------------------------
 
 # Config fields that do not change the architecture: training regularization, init, eval crop, backbone outputs.
+# image_size: the resolution, stated on its own line of the card, not part of the preset's layout.
 NON_ARCHITECTURE_FIELDS = {
-    "crop_pct", "drop_path_rate", "head_dropout", "initializer_range", "backbone_norm",
+    "crop_pct", "image_size", "drop_path_rate", "head_dropout", "initializer_range", "backbone_norm",
     "out_features", "out_indices", "stage_names",
 }
 
@@ -338,7 +368,8 @@ def describe_architecture(config) -> str:
 def preset_facts(preset: str, repo_id: str) -> CardFacts:
     """Facts for a preset with its ImageNet-1k head, measured on a meta-device build."""
     config = PoolFormerConfig.from_preset(preset, num_labels=1000)
-    counts = measure(config, image_size=MAC_IMAGE_SIZE)
+    preprocessing = preprocessing_of(_default_processor_config(config))
+    counts = measure(config, image_size=preprocessing.image_size)
     title, family_tag = _family(preset)
     return CardFacts(
         repo_id=repo_id,
@@ -351,11 +382,18 @@ def preset_facts(preset: str, repo_id: str) -> CardFacts:
         params=counts["params"],
         macs=counts["macs"],
         num_labels=config.num_labels,
-        crop_pct=config.crop_pct,
+        preprocessing=preprocessing,
         tags=sorted({*BASE_TAGS, family_tag}),
         datasets=["imagenet-1k"],
         reported_top1=reported_result(preset),
     )
+
+
+def _default_processor_config(config) -> dict:
+    """The processor a preset's converted checkpoint ships: the default one with the preset's crop_pct."""
+    from .image_processing_poolformer import PoolFormerImageProcessor
+
+    return PoolFormerImageProcessor(crop_pct=config.crop_pct).to_dict()
 
 
 def preset_card(preset: str, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -385,7 +423,16 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
         )
     # The folder's config may be an instance of its own copy of the class (trust_remote_code): rebuild ours.
     config = PoolFormerConfig.from_dict(model.config.to_dict())
-    counts = measure(config, image_size=MAC_IMAGE_SIZE)
+    processor_files = [model_dir / n for n in ("preprocessor_config.json", "processor_config.json")]
+    processor_config = next((json.loads(p.read_text()) for p in processor_files if p.is_file()), None)
+    if processor_config is not None:
+        # The processor decides what the model sees: its resolution and crop are the ones in effect.
+        preprocessing = preprocessing_of(processor_config)
+        source = "the resolution its image processor produces (trained and evaluated at it)."
+    else:
+        preprocessing = Preprocessing(image_size=config.image_size)
+        source = "config.image_size (the folder has no image processor)."
+    counts = measure(config, image_size=preprocessing.image_size)
     name = repo_id.split("/")[-1]
     preset = match_preset(config)
     if preset is None:
@@ -402,10 +449,6 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
         tags = sorted({*BASE_TAGS, family_tag})
     # The papers' ImageNet-1k numbers only concern an ImageNet-1k head of the same architecture.
     reported = reported_result(preset) if config.num_labels == 1000 else None
-    processor_files = [model_dir / n for n in ("preprocessor_config.json", "processor_config.json")]
-    processor_config = next((json.loads(p.read_text()) for p in processor_files if p.is_file()), None)
-    # The processor does the cropping, so its crop_pct is the one in effect.
-    crop_pct = (processor_config or {}).get("crop_pct", getattr(config, "crop_pct", None))
     return CardFacts(
         repo_id=repo_id,
         title=name,
@@ -414,7 +457,7 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
         params=counts["params"],
         macs=counts["macs"],
         num_labels=config.num_labels,
-        crop_pct=crop_pct,
+        preprocessing=preprocessing,
         tags=tags,
         reported_top1=reported,
         datasets=[eval_dataset] if eval_dataset else [],
@@ -422,4 +465,5 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
         eval_dataset=eval_dataset,
         has_processor=processor_config is not None,
         remote_code=bool(getattr(config, "auto_map", None)),
+        resolution_source=source,
     )

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Create the project's virtual environment (.venv, or $VENV) if needed and install the project with the given
-# extras. Sourced by scripts/main.sh and scripts/test.sh; prints the interpreter path as PY.
+# extras, showing pip's progress. Sourced by scripts/main.sh and scripts/test.sh; exports the interpreter as PY.
+# TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu installs torch and torchvision from that index first (the
+# CPU-only build: pip's default Linux wheel brings about 4 GB of CUDA libraries).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${VENV:-$ROOT/.venv}"
@@ -10,6 +12,11 @@ if [ ! -x "$VENV/bin/python" ]; then
     python3 -m venv "$VENV"
 fi
 PY="$VENV/bin/python"
-echo "Installing poolformer_hf[$EXTRAS] into $VENV (first run downloads/installs torch; later runs are quick)"
-"$PY" -m pip install --quiet --disable-pip-version-check -e "$ROOT[$EXTRAS]"
+PIP=("$PY" -m pip install --disable-pip-version-check --progress-bar on)
+if [ -n "${TORCH_INDEX_URL:-}" ]; then
+    echo "Installing torch and torchvision from $TORCH_INDEX_URL"
+    "${PIP[@]}" --index-url "$TORCH_INDEX_URL" torch torchvision
+fi
+echo "Installing poolformer_hf[$EXTRAS] into $VENV (the first run downloads torch, up to a few GB; later runs are quick)"
+"${PIP[@]}" -e "$ROOT[$EXTRAS]"
 export PY

@@ -68,3 +68,27 @@ def test_backbone_works_for_other_mixers(mixer):
     backbone = PoolFormerBackbone(tiny_config(token_mixers=mixer, attention_head_dim=8, out_indices=[1, 2, 3, 4])).eval()
     maps = backbone(torch.randn(1, 3, 64, 64)).feature_maps
     assert [m.shape[-1] for m in maps] == [16, 8, 4, 2]
+
+
+def test_readmes_way_to_a_backbone_from_a_local_folder_without_the_package(tmp_path):
+    # README (Usage): AutoBackbone.from_pretrained(local folder) fails in transformers 5.24 (it asks the Hub
+    # repo_exists(path) first); the folder's own class, through get_class_from_dynamic_module, loads it.
+    from isolated_python import run_isolated
+
+    classifier = randomize_(PoolFormerForImageClassification(tiny_config()))
+    classifier.save_pretrained(tmp_path / "folder")
+    code = f"""
+import torch
+from transformers import AutoConfig
+from transformers.dynamic_module_utils import get_class_from_dynamic_module
+folder = {str(tmp_path / "folder")!r}
+config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
+Backbone = get_class_from_dynamic_module(config.auto_map["AutoBackbone"], folder)
+backbone = Backbone.from_pretrained(folder, out_features=["stage2", "stage4"])
+weight = backbone.poolformer.stages[1].blocks[0].mlp.fc1.weight
+print(type(backbone).__name__, len(backbone(torch.randn(1, 3, 64, 64)).feature_maps), float(weight.sum()))
+"""
+    name, maps, weight_sum = run_isolated(code, tmp_path).split()
+    assert (name, maps) == ("PoolFormerBackbone", "2")
+    expected = classifier.poolformer.stages[1].blocks[0].mlp.fc1.weight.sum().item()
+    assert abs(float(weight_sum) - expected) < 1e-4

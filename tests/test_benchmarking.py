@@ -55,20 +55,25 @@ def test_memory_probe_reports_a_peak_for_an_inference_forward():
     assert "profiler" in probe["method"]
 
 
+# One result of every section, figures from the README's measured run.
+RESULTS = [
+    {"section": "inference", "impl": "transformers", "mode": "eager", "dtype": "float32", "batch": 32,
+     "resolution": 224, "images_per_s": 16.2},
+    {"section": "inference", "impl": "poolformer_hf", "mode": "default", "dtype": "float32", "batch": 32,
+     "resolution": 224, "images_per_s": 26.8},
+    {"section": "training", "impl": "transformers", "batch": 16, "images_per_s": 5.32},
+    {"section": "training", "impl": "poolformer_hf", "batch": 16, "images_per_s": 7.1},
+    {"section": "memory", "impl": "transformers", "batch": 16, "peak_mib": 922.0, "rss_peak_mib": 1107.0},
+    {"section": "memory", "impl": "poolformer_hf", "batch": 16, "peak_mib": 440.0, "rss_peak_mib": 585.0},
+    {"section": "scaling", "impl": "poolformer_s12", "resolution": 224, "median_s": 0.046, "peak_mib": 12.0},
+    {"section": "scaling", "impl": "poolformer_s12", "resolution": 384, "median_s": 0.129, "peak_mib": 15.0},
+]  # fmt: skip
+
+
 def test_markdown_table_reports_speedups_and_memory_ratios():
-    results = [
-        {"section": "inference", "impl": "transformers", "mode": "eager", "dtype": "float32", "batch": 32,
-         "resolution": 224, "images_per_s": 10.0},
-        {"section": "inference", "impl": "poolformer_hf", "mode": "default", "dtype": "float32", "batch": 32,
-         "resolution": 224, "images_per_s": 25.0},
-        {"section": "training", "impl": "transformers", "batch": 16, "images_per_s": 4.0},
-        {"section": "training", "impl": "poolformer_hf", "batch": 16, "images_per_s": 6.0},
-        {"section": "memory", "impl": "transformers", "batch": 16, "peak_mib": 1000.0, "rss_peak_mib": 1100.0},
-        {"section": "memory", "impl": "poolformer_hf", "batch": 16, "peak_mib": 450.0, "rss_peak_mib": 500.0},
-    ]
-    table = bench.markdown_table(results)
-    assert "| poolformer_hf | default | 25.0 | 2.50× | – |" in table
-    assert "| poolformer_hf | 16 | 6.00 | 1.50× | 450 | 0.45× | 500 | 0.45× |" in table
+    table = bench.markdown_table(RESULTS)
+    assert "| poolformer_hf | default | 26.8 | 1.65× | – |" in table
+    assert "| poolformer_hf | 16 | 7.10 | 1.33× | 440 | 0.48× | 585 | 0.53× |" in table
 
 
 def test_reports_are_written_with_a_plot(tmp_path):
@@ -85,3 +90,26 @@ def test_reports_are_written_with_a_plot(tmp_path):
     assert "| poolformer_hf | default | 25.0 | 2.50× | – |" in open(paths["markdown"]).read()
     with open(paths["png"], "rb") as handle:  # matplotlib comes with the test extra
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+
+def test_plot_has_a_title_the_figure_on_each_bar_and_training_and_memory_beside_inference():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    panels = bench.plot_panels(RESULTS)
+    assert [panel["title"] for panel in panels] == [
+        "Inference, batch 32, 224²", "Training step (fwd + bwd + AdamW), 224²", "Peak memory of a training step",
+        "Time against resolution (batch 1)", "Memory against resolution (batch 1)",
+    ]
+    figure = bench.draw(panels, "the title")
+    assert figure.get_suptitle() == "the title"
+    printed = [[text.get_text() for text in axis.texts] for axis in figure.axes if axis.get_visible()]
+    assert printed[:3] == [["26.8", "16.2"], ["5.32", "7.10"], ["922 MiB", "440 MiB"]]
+    assert [axis.get_title() for axis in figure.axes if axis.get_visible()] == [panel["title"] for panel in panels]
+
+
+def test_plot_title_names_the_machine():
+    title = bench.plot_title({"torch": "2.14.1", "cpu_capability": "AVX2", "threads": 2})
+    assert "CPU (AVX2, 2 threads)" in title and "torch 2.14.1" in title
+    assert "NVIDIA H200" in bench.plot_title({"torch": "2.14.1", "cuda_device": "NVIDIA H200"})

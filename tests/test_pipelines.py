@@ -61,6 +61,20 @@ def test_image_feature_extraction_pipeline_pools(folder, image):
     torch.testing.assert_close(features[0], expected, atol=1e-5, rtol=1e-5)
 
 
+@torch.no_grad()
+def test_pooled_embedding_is_what_the_readme_says_the_final_norm_then_the_mean_not_unit_length(folder, image):
+    # README (Image processors): "the final norm, then global average pooling (PoolFormer v1) ... not unit-length".
+    extractor = pipeline("image-feature-extraction", model=str(folder), pool=True)
+    features = torch.tensor(extractor(image))[0]
+    model = PoolFormerForImageClassification.from_pretrained(folder).eval()
+    pixel_values = PoolFormerImageProcessor.from_pretrained(folder)(image, return_tensors="pt")["pixel_values"]
+    last = model.poolformer(pixel_values).last_hidden_state
+    torch.testing.assert_close(features, model.poolformer.norm(last).mean((-2, -1))[0], atol=1e-5, rtol=1e-5)
+    assert abs(features.norm().item() - 1.0) > 0.1  # not normalized to unit length: the README says so
+    unit = torch.nn.functional.normalize(torch.tensor(extractor(image)), dim=-1)  # the README's cosine recipe
+    torch.testing.assert_close(unit.norm(dim=-1), torch.ones(1))
+
+
 def test_pipelines_with_trust_remote_code_where_the_package_is_missing(folder, image, tmp_path):
     image.save(tmp_path / "image.png")
     stdout = run_isolated(

@@ -3,8 +3,7 @@ import json
 import pytest
 from training_helpers import parse
 
-from poolformer_hf.training.arguments import DEFAULT_OUTPUT_DIR, parse_arguments
-from poolformer_hf.training.run import _label_smoothing, _resume_target
+from poolformer_hf.training.arguments import DEFAULT_OUTPUT_DIR, make_parser, parse_arguments
 
 
 def test_bare_command_trains_and_evaluates_with_adamw_cosine_warmup():
@@ -32,21 +31,41 @@ def test_a_single_json_file_holds_every_argument(tmp_path):
     assert training_args.output_dir == str(tmp_path / "out")
 
 
-@pytest.mark.parametrize("flag", ["--mixup", "--cutmix", "--label_smoothing", "--random_erasing"])
+@pytest.mark.parametrize("flag", ["--mixup", "--cutmix", "--label_smoothing_factor", "--random_erasing"])
 def test_negative_recipe_values_are_rejected(flag):
     with pytest.raises(ValueError, match=flag):
         parse(flag, "-0.5")
 
 
-def test_label_smoothing_from_either_flag_but_not_two_different_values():
-    _, data_args, training_args = parse("--label_smoothing", "0", "--label_smoothing_factor", "0.2")
-    assert _label_smoothing(data_args, training_args) == 0.2
-    _, data_args, training_args = parse("--label_smoothing", "0.1", "--label_smoothing_factor", "0.2")
-    with pytest.raises(ValueError, match="disagree"):
-        _label_smoothing(data_args, training_args)
+def test_label_smoothing_has_one_option_with_the_papers_default():
+    assert parse()[2].label_smoothing_factor == 0.1
+    assert parse("--label_smoothing_factor", "0.2")[2].label_smoothing_factor == 0.2
+    assert parse("--label_smoothing", "0")[2].label_smoothing_factor == 0  # an abbreviation of the one option
+    assert not hasattr(parse()[1], "label_smoothing")
 
 
-def test_resume_target_accepts_a_path_or_last():
-    assert _resume_target(None) is None
-    assert _resume_target("last") is True and _resume_target("True") is True
-    assert _resume_target("out/checkpoint-3") == "out/checkpoint-3"
+def test_trust_remote_code_is_not_an_option_since_no_checkpoint_code_ever_runs():
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        parse("--trust_remote_code", "true")
+
+
+def test_help_says_what_the_bare_command_does_and_fits_a_screenful(capsys):
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "With no data arguments it trains" in text and "handwritten digits" in text
+    assert len(text.splitlines()) < 100
+    for common in ("--output_dir", "--learning_rate", "--resume_from_checkpoint", "--overwrite_output_dir"):
+        assert common in text
+    assert "--adam_beta1" not in text and "--label_smoothing_factor" in text
+
+    with pytest.raises(SystemExit):
+        make_parser().parse_args(["--help_all"])
+    everything = capsys.readouterr().out
+    assert "--adam_beta1" in everything and len(everything.splitlines()) > 2 * len(text.splitlines())
+    assert parse("--adam_beta1", "0.8")[2].adam_beta1 == 0.8  # hidden options still parse
+
+
+def test_overwrite_output_dir_is_off_by_default():
+    assert parse()[2].overwrite_output_dir is False
+    assert parse("--overwrite_output_dir", "true")[2].overwrite_output_dir is True

@@ -1,6 +1,7 @@
 """End-to-end runs of the training entry point on a tiny model and tiny digits: one process, torchrun and
-accelerate launch agree; a run killed after a checkpoint resumes to the same result; bf16 and gradient
-checkpointing switch on; bad data stops the run before anything is written."""
+accelerate launch agree (on the CPU, as the README launches them); a run killed after a checkpoint resumes to the
+same result; bf16 and gradient checkpointing switch on; bad data, a reused output folder and a one-process
+accelerate launch stop the run before anything is written; a full disk is named."""
 
 import json
 import os
@@ -17,6 +18,8 @@ from safetensors.torch import load_file
 from training_helpers import parse, write_image_folder
 from transformers import TrainerCallback
 
+from poolformer_hf.complexity import measure
+from poolformer_hf.configuration_poolformer import PoolFormerConfig
 from poolformer_hf.training.run import run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -55,15 +58,21 @@ def run_in_process(argv, callbacks=None):
 
 
 def subprocess_env():
-    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
-    env.pop("CUDA_VISIBLE_DEVICES", None)
-    return env
+    # CUDA_VISIBLE_DEVICES="": the launchers see a CPU-only machine, as on the project's CI.
+    return {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+            "CUDA_VISIBLE_DEVICES": ""}  # fmt: skip
 
 
-def launch(command, tmp_path):
+def launch(command, tmp_path, returncode=0):
     result = subprocess.run(command, cwd=REPO_ROOT, env=subprocess_env(), capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert result.returncode == returncode, result.stdout[-3000:] + result.stderr[-3000:]
     return result
+
+
+def as_a_user_launches(argv):
+    """The argv without --use_cpu: the README's launch commands do not pass it."""
+    index = argv.index("--use_cpu")
+    return argv[:index] + argv[index + 2 :]
 
 
 def eval_metrics(output_dir):
@@ -101,6 +110,31 @@ def test_single_process_run_writes_a_hub_ready_folder(single_process_run):
     assert 0.0 <= metrics["demo_accuracy"] <= 1.0
 
 
+def test_config_and_card_state_the_resolution_trained_at(single_process_run):
+    output_dir, metrics = single_process_run
+    config = PoolFormerConfig.from_pretrained(output_dir)
+    assert config.image_size == 16
+    text = (output_dir / "README.md").read_text()
+    macs = measure(config, image_size=16)["macs"]
+    assert "**Resolution:** 16×16" in text and f"**MACs at 16×16:** {macs / 1e6:.2f} M" in text
+    assert "short side resized to 17, then a 16×16 center crop" in text and "224" not in text
+
+
+def test_total_flos_are_the_measured_forward_and_backward_flops(single_process_run):
+    output_dir, metrics = single_process_run
+    macs = measure(PoolFormerConfig.from_pretrained(output_dir), image_size=16)["macs"]
+    images_seen = 64 * 2  # 64 training images, 2 epochs
+    assert metrics["total_flos"] == 3 * 2 * macs * images_seen
+
+
+def test_a_second_run_into_the_same_folder_is_refused(single_process_run):
+    output_dir, _ = single_process_run
+    before = {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()}
+    with pytest.raises(ValueError, match="holds a previous run.*--overwrite_output_dir"):
+        run_in_process(tiny_argv(output_dir))
+    assert {p.name: p.stat().st_mtime_ns for p in output_dir.iterdir()} == before
+
+
 # Augmentation may stay on across processes: each image's random transform is seeded by (seed, epoch, index).
 AUGMENTED = ["--random_resized_crop", "true", "--rand_augment", "true"]
 
@@ -131,23 +165,35 @@ print(type(model).__module__, logits.shape[-1], model.config.id2label[int(logits
 
 def test_torchrun_two_processes_match_one_process(augmented_single_process_run, tmp_path):
     output_dir = augmented_single_process_run
-    argv = tiny_argv(tmp_path / "torchrun", *AUGMENTED, per_device_batch=GLOBAL_BATCH // 2)
-    launch(
+    argv = as_a_user_launches(tiny_argv(tmp_path / "torchrun", *AUGMENTED, per_device_batch=GLOBAL_BATCH // 2))
+    result = launch(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "scripts/train.py", *argv], tmp_path
     )
+    assert "world size 2" in result.stdout
     assert eval_metrics(tmp_path / "torchrun") == pytest.approx(eval_metrics(output_dir), abs=1e-4)
     assert_same_weights(output_dir, tmp_path / "torchrun", atol=1e-4)
 
 
 def test_accelerate_launch_two_processes_match_one_process(augmented_single_process_run, tmp_path):
     output_dir = augmented_single_process_run
-    argv = tiny_argv(tmp_path / "accelerate", *AUGMENTED, per_device_batch=GLOBAL_BATCH // 2)
+    argv = as_a_user_launches(tiny_argv(tmp_path / "accelerate", *AUGMENTED, per_device_batch=GLOBAL_BATCH // 2))
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
                "scripts/train.py", *argv]  # fmt: skip
-    launch(command, tmp_path)
+    result = launch(command, tmp_path)
+    assert "world size 2" in result.stdout
     assert eval_metrics(tmp_path / "accelerate") == pytest.approx(eval_metrics(output_dir), abs=1e-4)
     assert_same_weights(output_dir, tmp_path / "accelerate", atol=1e-4)
+
+
+def test_accelerate_launch_of_one_process_for_two_is_refused_naming_the_flag(tmp_path):
+    argv = as_a_user_launches(tiny_argv(tmp_path / "one", per_device_batch=GLOBAL_BATCH // 2))
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--num_machines", "1",
+               "--mixed_precision", "no", "--dynamo_backend", "no", "scripts/train.py", *argv]  # fmt: skip
+    result = launch(command, tmp_path, returncode=1)  # accelerate's own exit status for a failed script
+    assert "train.py: error: accelerate launch was asked for several processes" in result.stderr
+    assert "--multi_gpu" in result.stderr
+    assert not (tmp_path / "one").exists()
 
 
 KILL_AFTER_SAVE = textwrap.dedent(
@@ -183,7 +229,8 @@ def test_resume_after_sigkill_reaches_the_uninterrupted_result(tmp_path):
     assert (killed / "checkpoint-3" / "trainer_state.json").is_file()
     assert not (killed / "model.safetensors").exists()
 
-    run_in_process([*argv, "--resume_from_checkpoint", str(killed / "checkpoint-3")])
+    metrics = run_in_process([*argv, "--resume_from_checkpoint", "last"])
+    assert metrics["train_resumed_from_step"] == 3  # train_loss covers steps 4..8 and says so
     assert eval_metrics(killed) == pytest.approx(eval_metrics(uninterrupted), abs=1e-5)
     # Not bit-equal: the killed run's first steps ran in a process with another thread count (float sum order).
     assert_same_weights(uninterrupted, killed, atol=1e-4)
@@ -219,3 +266,37 @@ def test_bad_data_stops_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="broken.png"):
         run_in_process(tiny_argv(output_dir, "--train_dir", str(tmp_path / "train")))
     assert not output_dir.exists()
+
+
+def test_a_validation_split_of_nothing_is_refused_with_the_numbers(tmp_path):
+    write_image_folder(tmp_path / "train", {"cat": 1, "dog": 1})
+    output_dir = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"validation split is empty: 2 training and 0 validation.*2 of 2 classes"):
+        run_in_process(tiny_argv(output_dir, "--train_dir", str(tmp_path / "train")))
+    assert not output_dir.exists()
+
+
+class FillTheDisk(TrainerCallback):
+    """Raise what torch.save raises when the disk fills, once the checkpoint's first files are written."""
+
+    def on_save(self, args, state, control, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598")
+
+
+def test_a_full_disk_while_saving_says_so_and_names_the_file(tmp_path):
+    output_dir = tmp_path / "out"
+    argv = tiny_argv(output_dir, "--max_steps", "1", "--save_strategy", "steps", "--save_steps", "1")
+    with pytest.raises(OSError, match=rf"disk holding {output_dir} is full .* while writing {output_dir}/checkpoint-1/"):
+        run_in_process(argv, callbacks=[FillTheDisk()])
+    assert not (output_dir / ".poolformer-train.lock").exists()  # the lock goes with the failed run
+
+
+def test_no_writing_model_shards_bar_during_a_run():
+    import transformers
+
+    from poolformer_hf.training.run import _quiet_shard_bars
+
+    assert transformers.utils.logging.is_progress_bar_enabled()
+    with _quiet_shard_bars():
+        assert not transformers.utils.logging.is_progress_bar_enabled()  # save_pretrained's tqdm is off
+    assert transformers.utils.logging.is_progress_bar_enabled()

@@ -49,3 +49,30 @@ def test_collate_stacks_pixels_and_labels():
 @pytest.mark.parametrize("index", [0, 3])
 def test_items_carry_their_label(index):
     assert _dataset(seed=0)[index]["labels"] == [0, 1, 0, 1][index]
+
+
+def test_no_evaluation_bar_while_the_training_bar_runs_and_logs_keep_total_flos():
+    from types import SimpleNamespace
+
+    from poolformer_hf.training.trainer import LogPrinter, TrainingProgress
+
+    state = SimpleNamespace(is_world_process_zero=True, is_local_process_zero=True, max_steps=4, global_step=0)
+    progress = TrainingProgress()
+    progress.on_train_begin(None, state, None)
+    progress.on_prediction_step(None, state, None, eval_dataloader=[1, 2])
+    assert progress.prediction_bar is None  # it would interleave with the training bar
+    progress.on_train_end(None, state, None)
+    progress.on_prediction_step(None, state, None, eval_dataloader=[1, 2])
+    assert progress.prediction_bar is not None  # an evaluation on its own keeps its bar
+    progress.on_evaluate(None, state, None)
+
+    logs = {"train_loss": 2.3, "total_flos": 4.1e11}
+    LogPrinter().on_log(None, state, None, logs=logs)
+    assert logs == {"train_loss": 2.3, "total_flos": 4.1e11}  # transformers' PrinterCallback pops total_flos
+
+
+def test_flops_are_printed_in_flops():
+    from poolformer_hf.training.trainer import format_flops
+
+    assert format_flops(355119 * 2**30) == "381 TFLOPs"
+    assert format_flops(4.86e7) == "48.6 MFLOPs" and format_flops(12) == "12 FLOPs"

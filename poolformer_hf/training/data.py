@@ -2,6 +2,7 @@
 run before training when the data is unusable, each naming the culprit."""
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -182,6 +183,26 @@ def check_labels(train: ImageSplit, validation: ImageSplit, label_names: Sequenc
         raise ValueError(f"the training split needs at least two classes, found {sorted(set(train.labels))}")
 
 
+def check_split_sizes(train: ImageSplit, validation: ImageSplit, label_names: Sequence[str]) -> None:
+    """Neither split may be empty: an evaluation of 0 images reports metrics of nothing."""
+    for split in (train, validation):
+        if len(split) == 0:
+            per_class = Counter(train.labels)
+            lone = [label_names[label] for label, count in sorted(per_class.items()) if count < 2]
+            raise ValueError(
+                f"the {split.name} split is empty: {len(train)} training and {len(validation)} validation images "
+                f"in {len(label_names)} classes"
+                + (
+                    f"; a validation split is held out only from classes with at least 2 images, and "
+                    f"{len(lone)} of {len(per_class)} classes have 1 ({', '.join(lone[:5])}"
+                    f"{', ...' if len(lone) > 5 else ''})"
+                    if lone
+                    else ""
+                )
+                + ": give more images, --validation_dir, or a larger --max_train_samples / --max_eval_samples"
+            )
+
+
 # --- the whole thing ------------------------------------------------------------------------------------------
 
 
@@ -212,6 +233,7 @@ def build_data(data_args, seed: int = 0, cache_dir: str | None = None) -> ImageC
         data.train, data.validation = data.train.subset(kept, "train"), data.train.subset(held_out, "validation")
     data.train = _truncate(data.train, data_args.max_train_samples, seed)
     data.validation = _truncate(data.validation, data_args.max_eval_samples, seed)
+    check_split_sizes(data.train, data.validation, data.label_names)
     check_labels(data.train, data.validation, data.label_names)
     for split in (data.train, data.validation, data.test):
         if split is not None:

@@ -25,8 +25,9 @@ def _int_list(text: str | None, name: str) -> list[int] | None:
     return values
 
 
-def build_model(model_args, label_names: list[str]):
-    """A PoolFormerForImageClassification for `label_names`, from a checkpoint or from scratch."""
+def build_model(model_args, label_names: list[str], image_size: int | None = None):
+    """A PoolFormerForImageClassification for `label_names`, from a checkpoint or from scratch; a model built from
+    scratch is built for `image_size` (its config then states the resolution it is trained at)."""
     from .. import PoolFormerConfig, PoolFormerForImageClassification
 
     id2label = dict(enumerate(label_names))
@@ -57,6 +58,8 @@ def build_model(model_args, label_names: list[str]):
         overrides["depths"] = depths
     if hidden_sizes:
         overrides["hidden_sizes"] = hidden_sizes
+    if image_size is not None:
+        overrides["image_size"] = image_size
     config = PoolFormerConfig.from_preset(model_args.preset or DEFAULT_PRESET, **label_kwargs, **overrides)
     return PoolFormerForImageClassification(config)
 
