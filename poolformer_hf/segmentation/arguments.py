@@ -1,0 +1,98 @@
+"""Command-line arguments of scripts/train_segmentation.py, in the layout of transformers'
+run_semantic_segmentation.py example: model and data dataclasses plus transformers.TrainingArguments."""
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+import torch
+from transformers import HfArgumentParser, TrainingArguments
+
+# Defaults of this script for TrainingArguments fields (the command line overrides each one): the paper's optimiser
+# and schedule (AdamW; mmsegmentation's "poly": polynomial decay with power 0.9), at a learning rate and length that
+# make the bare command train the generated-shapes demo in a few minutes on two CPU cores. The paper's own recipe:
+# --learning_rate 2e-4 --weight_decay 1e-4 --lr_scheduler_type polynomial --max_steps 40000
+# --per_device_train_batch_size 4 (on 8 GPUs: 32 images) --crop_size 512 --image_size 512.
+TRAINING_DEFAULTS = {
+    "output_dir": "outputs/poolformer-semantic-fpn-shapes",
+    "do_train": True,
+    "do_eval": True,
+    "num_train_epochs": 20,
+    "per_device_train_batch_size": 16,
+    "per_device_eval_batch_size": 32,
+    "learning_rate": 2e-3,
+    "weight_decay": 1e-4,
+    "optim": "adamw_torch",
+    "lr_scheduler_type": "polynomial",
+    "lr_scheduler_kwargs": {"power": 0.9, "lr_end": 0.0},
+    "warmup_steps": 0.05,
+    "eval_strategy": "epoch",
+    "save_strategy": "epoch",
+    "save_total_limit": 1,
+    "logging_strategy": "epoch",
+    "seed": 42,
+    "report_to": "none",
+    "remove_unused_columns": False,
+    "dataloader_pin_memory": torch.cuda.is_available(),
+}
+
+
+@dataclass
+class SegmentationModelArguments:
+    head: str = field(default="semantic_fpn", metadata={"help": "semantic_fpn (the paper's) or upernet."})
+    model_name_or_path: str | None = field(
+        default=None,
+        metadata={"help": "A saved segmentation model to fine-tune, or any PoolFormer checkpoint (e.g. an ImageNet "
+                          "classifier) whose weights start the backbone."},
+    )
+    preset: str | None = field(default=None, metadata={"help": "Backbone preset trained from scratch."})
+    cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are stored."})
+    model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
+
+
+@dataclass
+class SegmentationDataArguments:
+    dataset_name: str | None = field(
+        default=None, metadata={"help": "A Hub dataset with image and annotation columns, e.g. scene_parse_150."}
+    )
+    dataset_config_name: str | None = field(default=None, metadata={"help": "The dataset's configuration name."})
+    train_dir: str | None = field(default=None, metadata={"help": "Folder with images/ and annotations/ (PNG ids)."})
+    validation_dir: str | None = field(default=None, metadata={"help": "Validation folder, same layout."})
+    num_labels: int | None = field(
+        default=None, metadata={"help": "Number of classes (after --reduce_labels); needed for folders/Hub data."}
+    )
+    reduce_labels: bool = field(
+        default=False, metadata={"help": "0 is 'other' (ignored) and ids shift down by one, as ADE20K needs."}
+    )
+    validation_fraction: float = field(default=0.15, metadata={"help": "Held out of train without a validation set."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Keep only this many training pairs."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Keep only this many validation pairs."})
+    image_size: int | None = field(
+        default=None, metadata={"help": "Base (short-side) size and eval size (default: the data's, else 512)."}
+    )
+    crop_size: int | None = field(default=None, metadata={"help": "Training crop (default: --image_size)."})
+    min_scale: float = field(default=0.5, metadata={"help": "Smallest random rescale ratio (paper 0.5)."})
+    max_scale: float = field(default=2.0, metadata={"help": "Largest random rescale ratio (paper 2.0)."})
+    horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flips (paper: on)."})
+    generated_train_size: int = field(default=512, metadata={"help": "Scenes of the generated demo's train split."})
+    generated_validation_size: int = field(default=128, metadata={"help": "Scenes of its validation split."})
+
+    def __post_init__(self):
+        if self.dataset_name is not None and (self.train_dir is not None or self.validation_dir is not None):
+            raise ValueError("give either --dataset_name or --train_dir/--validation_dir, not both")
+        if not 0 < self.min_scale <= self.max_scale:
+            raise ValueError(f"need 0 < --min_scale <= --max_scale, got {self.min_scale} and {self.max_scale}")
+
+
+def make_parser() -> HfArgumentParser:
+    parser = HfArgumentParser((SegmentationModelArguments, SegmentationDataArguments, TrainingArguments))
+    parser.set_defaults(**TRAINING_DEFAULTS)
+    return parser
+
+
+def parse_arguments(argv: list[str] | None = None):
+    argv = sys.argv[1:] if argv is None else argv
+    parser = make_parser()
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
+    return parser.parse_args_into_dataclasses(args=argv)
