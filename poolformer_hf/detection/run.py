@@ -2,16 +2,15 @@
 PoolFormer backbone, Trainer, COCO mAP on the validation split, a saved folder that is reloaded and evaluated."""
 
 import logging
-import os
-import sys
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
-from transformers import HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import Trainer, TrainingArguments, set_seed
 
 from ..training.run import _setup_logging
 from ..training.splits import open_image
+from ..segmentation.arguments import DENSE_TRAINING_DEFAULTS, parse_with_defaults
+from ..segmentation.trainer import EpochSeededDataset
 from ..training.trainer import _DatasetEpoch
 from .data import DetectionData, generated_shapes, load_coco
 from .metrics import mean_average_precision
@@ -19,30 +18,18 @@ from .model import DETECTORS, build_detection_model, build_detection_processor
 
 logger = logging.getLogger(__name__)
 
-# Defaults of this script for TrainingArguments fields (the command line overrides each one): AdamW with a
-# cosine schedule, sized so the bare command trains the generated-shapes demo in a few minutes on two CPU cores.
+# This script's TrainingArguments defaults: AdamW with a cosine schedule, sized so the bare command trains the
+# generated-shapes demo in a few minutes on two CPU cores.
 TRAINING_DEFAULTS = {
+    **DENSE_TRAINING_DEFAULTS,
     "output_dir": "outputs/poolformer-rt-detr-shapes",
-    "do_train": True,
-    "do_eval": True,
     "num_train_epochs": 4,
     "per_device_train_batch_size": 8,
     "per_device_eval_batch_size": 32,
     "learning_rate": 5e-4,
-    "weight_decay": 1e-4,
     "max_grad_norm": 0.1,
-    "optim": "adamw_torch",
     "lr_scheduler_type": "cosine",
-    "warmup_steps": 0.05,
-    "eval_strategy": "epoch",
-    "save_strategy": "epoch",
-    "save_total_limit": 1,
-    "logging_strategy": "epoch",
-    "seed": 42,
-    "report_to": "none",
-    "remove_unused_columns": False,
     "eval_do_concat_batches": False,
-    "dataloader_pin_memory": torch.cuda.is_available(),
 }
 
 
@@ -70,23 +57,17 @@ def flip_annotation(annotation: dict, width: int) -> dict:
     return {**annotation, "annotations": flipped}
 
 
-class DetectionDataset(torch.utils.data.Dataset):
+class DetectionDataset(EpochSeededDataset):
     """Items {"pixel_values", "labels": {"class_labels", "boxes" (normalized cx, cy, w, h), ...}} from the detector's
-    processor; with `flip`, item i of epoch e is flipped by a draw seeded with (seed, e, i)."""
+    processor; with `flip`, an item is flipped by a draw of its (seed, epoch, index) generator."""
 
     def __init__(self, split, processor, flip: bool = False, seed: int = 0):
-        self.split, self.processor, self.flip, self.seed = split, processor, flip, seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.split)
+        super().__init__(len(split), seed)
+        self.split, self.processor, self.flip = split, processor, flip
 
     def __getitem__(self, index: int) -> dict:
         image, annotation = open_image(self.split.images[index]), self.split.annotations[index]
-        if self.flip and np.random.default_rng([self.seed, self.epoch, index]).random() < 0.5:
+        if self.flip and torch.rand((), generator=self.generator(index)).item() < 0.5:
             image, annotation = image.transpose(0), flip_annotation(annotation, image.width)  # 0: FLIP_LEFT_RIGHT
         out = self.processor(images=image, annotations=annotation, return_tensors="pt")
         return {"pixel_values": out["pixel_values"][0], "labels": out["labels"][0]}
@@ -157,11 +138,4 @@ def _reloaded_map(output_dir: str, detector: str, data: DetectionData) -> float:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser((DetectionArguments, TrainingArguments))
-    parser.set_defaults(**TRAINING_DEFAULTS)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        args, training_args = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    else:
-        args, training_args = parser.parse_args_into_dataclasses(args=argv)
-    return run(args, training_args)
+    return run(*parse_with_defaults((DetectionArguments, TrainingArguments), TRAINING_DEFAULTS, argv))

@@ -8,24 +8,13 @@ from dataclasses import dataclass, field
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
-# Defaults of this script for TrainingArguments fields (the command line overrides each one): the paper's optimiser
-# and schedule (AdamW; mmsegmentation's "poly": polynomial decay with power 0.9), at a learning rate and length that
-# make the bare command train the generated-shapes demo in a few minutes on two CPU cores. The paper's own recipe:
-# --learning_rate 2e-4 --weight_decay 1e-4 --lr_scheduler_type polynomial --max_steps 40000
-# --per_device_train_batch_size 4 (on 8 GPUs: 32 images) --crop_size 512 --image_size 512.
-TRAINING_DEFAULTS = {
-    "output_dir": "outputs/poolformer-semantic-fpn-shapes",
+# TrainingArguments defaults both dense scripts share (the command line overrides each one).
+DENSE_TRAINING_DEFAULTS = {
     "do_train": True,
     "do_eval": True,
-    "num_train_epochs": 20,
-    "per_device_train_batch_size": 16,
-    "per_device_eval_batch_size": 32,
-    "learning_rate": 2e-3,
-    "weight_decay": 1e-4,
     "optim": "adamw_torch",
-    "lr_scheduler_type": "polynomial",
-    "lr_scheduler_kwargs": {"power": 0.9, "lr_end": 0.0},
-    "warmup_steps": 0.05,
+    "weight_decay": 1e-4,
+    "warmup_steps": 0.05,  # a float below 1 is a fraction of all steps (transformers v5)
     "eval_strategy": "epoch",
     "save_strategy": "epoch",
     "save_total_limit": 1,
@@ -33,7 +22,22 @@ TRAINING_DEFAULTS = {
     "seed": 42,
     "report_to": "none",
     "remove_unused_columns": False,
+    # Pinned host memory only helps copies to an accelerator; on a CPU-only machine torch warns that it is unused.
     "dataloader_pin_memory": torch.cuda.is_available(),
+}
+# This script's own: the paper's optimiser and schedule (AdamW; mmsegmentation's "poly": polynomial decay with power
+# 0.9), at a learning rate and length that make the bare command train the generated-shapes demo in a few minutes on
+# two CPU cores. The paper's own recipe: --learning_rate 2e-4 --weight_decay 1e-4 --lr_scheduler_type polynomial
+# --max_steps 40000 --per_device_train_batch_size 4 (on 8 GPUs: 32 images) --crop_size 512 --image_size 512.
+TRAINING_DEFAULTS = {
+    **DENSE_TRAINING_DEFAULTS,
+    "output_dir": "outputs/poolformer-semantic-fpn-shapes",
+    "num_train_epochs": 20,
+    "per_device_train_batch_size": 16,
+    "per_device_eval_batch_size": 32,
+    "learning_rate": 2e-3,
+    "lr_scheduler_type": "polynomial",
+    "lr_scheduler_kwargs": {"power": 0.9, "lr_end": 0.0},
 }
 
 
@@ -90,15 +94,17 @@ class SegmentationDataArguments:
             raise ValueError(f"need 0 < --min_scale <= --max_scale, got {self.min_scale} and {self.max_scale}")
 
 
-def make_parser() -> HfArgumentParser:
-    parser = HfArgumentParser((SegmentationModelArguments, SegmentationDataArguments, TrainingArguments))
-    parser.set_defaults(**TRAINING_DEFAULTS)
-    return parser
-
-
-def parse_arguments(argv: list[str] | None = None):
+def parse_with_defaults(dataclass_types: tuple, defaults: dict, argv: list[str] | None = None):
+    """The dataclasses parsed from argv (default sys.argv[1:]) or from one JSON file, `defaults` applied first."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = make_parser()
+    parser = HfArgumentParser(dataclass_types)
+    parser.set_defaults(**defaults)
     if len(argv) == 1 and argv[0].endswith(".json"):
         return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
     return parser.parse_args_into_dataclasses(args=argv)
+
+
+def parse_arguments(argv: list[str] | None = None):
+    """(model_args, data_args, training_args) of scripts/train_segmentation.py."""
+    return parse_with_defaults((SegmentationModelArguments, SegmentationDataArguments, TrainingArguments),
+                               TRAINING_DEFAULTS, argv)

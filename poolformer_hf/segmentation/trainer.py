@@ -8,27 +8,35 @@ from ..metrics import load_metric
 from .data import SegmentationSplit
 
 
-class SegmentationDataset(torch.utils.data.Dataset):
-    """Items {"pixel_values": (3, H, W) float, "labels": (H, W) int64}, decoded and transformed when read.
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """A dataset whose random transforms draw, for item i in epoch e, from a generator seeded by (seed, e, i): an item
+    is augmented the same whichever worker reads it, and a resumed run draws what the uninterrupted one drew. The
+    Trainer callback `_DatasetEpoch` calls `set_epoch`."""
 
-    The random transform of item i in epoch e draws from its own generator seeded by (seed, e, i): an item is
-    augmented the same whichever worker reads it, and a resumed run draws what the uninterrupted one drew.
-    """
-
-    def __init__(self, split: SegmentationSplit, transform, seed: int = 0):
-        self.split, self.transform, self.seed = split, transform, seed
-        self.epoch = 0
+    def __init__(self, length: int, seed: int = 0):
+        self.length, self.seed, self.epoch = length, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.split)
+        return self.length
+
+    def generator(self, index: int) -> torch.Generator:
+        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(state))
+
+
+class SegmentationDataset(EpochSeededDataset):
+    """Items {"pixel_values": (3, H, W) float, "labels": (H, W) int64}, decoded and transformed when read."""
+
+    def __init__(self, split: SegmentationSplit, transform, seed: int = 0):
+        super().__init__(len(split), seed)
+        self.split, self.transform = split, transform
 
     def __getitem__(self, index: int) -> dict:
-        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
-        generator = torch.Generator().manual_seed(int(state))
-        pixel_values, labels = self.transform(self.split.images[index], self.split.label_maps[index], generator)
+        pixel_values, labels = self.transform(self.split.images[index], self.split.label_maps[index],
+                                              self.generator(index))
         return {"pixel_values": pixel_values, "labels": labels}
 
 
