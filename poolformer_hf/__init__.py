@@ -6,12 +6,20 @@ with `trust_remote_code=True` where this package is not installed. Models built 
 kernel layer (`poolformer_hf.kernels`; `set_kernels(model, None)` or POOLFORMER_HF_KERNELS=0 turns it off).
 """
 
-from transformers import AutoBackbone, AutoConfig, AutoModel, AutoModelForImageClassification
+from transformers import (
+    AutoBackbone,
+    AutoConfig,
+    AutoModel,
+    AutoModelForImageClassification,
+    AutoModelForSemanticSegmentation,
+)
 
 from .auto_registration_image import register_image_processors
+from .auto_registration_segmentation import register_segmentation_image_processor
 from .configuration_poolformer import PoolFormerConfig
 from .image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from .image_processing_poolformer import PoolFormerImageProcessor
+from .image_processing_segmentation_poolformer import PoolFormerSegmentationImageProcessor
 from .kernels import install_on_new_models, set_kernels
 from .labels import imagenet_id2label
 from .modeling_poolformer import (
@@ -20,6 +28,7 @@ from .modeling_poolformer import (
     PoolFormerModel,
     PoolFormerPreTrainedModel,
 )
+from .modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
 from .presets import PRESET_NAMES, PRESETS
 
 
@@ -29,11 +38,13 @@ def _register() -> None:
         (AutoModel, PoolFormerModel),
         (AutoModelForImageClassification, PoolFormerForImageClassification),
         (AutoBackbone, PoolFormerBackbone),
+        (AutoModelForSemanticSegmentation, PoolFormerForSemanticSegmentation),
     ):
         auto_class.register(PoolFormerConfig, model_class, exist_ok=True)
         model_class.register_for_auto_class(auto_class.__name__)
     PoolFormerConfig.register_for_auto_class()
     register_image_processors()
+    register_segmentation_image_processor()
     install_on_new_models(PoolFormerPreTrainedModel)
 
 
@@ -45,10 +56,12 @@ __all__ = [
     "PoolFormerBackbone",
     "PoolFormerConfig",
     "PoolFormerForImageClassification",
+    "PoolFormerForSemanticSegmentation",
     "PoolFormerImageProcessor",
     "PoolFormerImageProcessorPil",
     "PoolFormerModel",
     "PoolFormerPreTrainedModel",
+    "PoolFormerSegmentationImageProcessor",
     "imagenet_id2label",
     "set_kernels",
 ]

@@ -469,7 +469,9 @@ SCALING_MODELS = ("poolformer_s12", "caformer_s18", "vit_small_patch16")
 
 
 def scaling_model(name: str) -> torch.nn.Module:
-    """PoolFormer-S12 and CAFormer-S18 (ours), and timm's ViT-S/16 at any resolution."""
+    """PoolFormer-S12 and CAFormer-S18 (ours), and timm's ViT-S/16 at any resolution (and the dense models)."""
+    if name in DENSE_MODELS:
+        return dense_model(name)
     if name == "vit_small_patch16":
         import timm
 
@@ -496,6 +498,63 @@ def run_scaling(resolutions=(224, 384, 512, 768, 1024), models=SCALING_MODELS, r
             results.append(row)
             log(f"scaling  {resolution:4d}² {name:18s} {row['median_s'] * 1e3:9.1f} ms  {row['peak_mib']:8.0f} MiB")
     return results
+
+
+# ------------------------------------------------------------------------------------------------------ dense
+DENSE_MODELS = ("semantic_fpn_s12", "upernet_s12")
+
+
+def dense_model(name: str) -> torch.nn.Module:
+    """ADE20K-sized (150 classes) segmentation models on a PoolFormer-S12 backbone: the paper's Semantic FPN (ours)
+    and transformers' UperNet (512 channels, with its auxiliary head, as mmsegmentation's UperNet configs)."""
+    from transformers import UperNetConfig, UperNetForSemanticSegmentation
+
+    from .modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
+
+    backbone = PoolFormerConfig.from_preset("poolformer_s12", num_labels=150,
+                                            out_features=["stage1", "stage2", "stage3", "stage4"])
+    if name == "semantic_fpn_s12":
+        return PoolFormerForSemanticSegmentation(backbone)
+    if name == "upernet_s12":
+        return UperNetForSemanticSegmentation(UperNetConfig(backbone_config=backbone, num_labels=150,
+                                                            auxiliary_in_channels=backbone.hidden_sizes[2]))
+    raise ValueError(f"unknown dense model {name!r}; expected one of {list(DENSE_MODELS)}")
+
+
+def run_dense(batches=(1, 8), resolution: int = 512, repeats: int = 3, device=torch.device("cpu"),
+              log=print) -> list[dict]:
+    """Dense inference (eval forward to the logits) of Semantic FPN and UperNet on S12 at `resolution`²: time per
+    batch, interleaved, and the peak memory of one forward in a fresh process."""
+    results = []
+    built = {name: dense_model(name).to(device).eval() for name in DENSE_MODELS}
+    for batch in batches:
+        pixels = torch.randn(batch, 3, resolution, resolution, device=device)
+        cases = {name: (lambda m=model: m(pixel_values=pixels)) for name, model in built.items()}
+        with torch.inference_mode():
+            samples = time_interleaved(cases, repeats, min_seconds=0.0, device=device)
+        for name, times in samples.items():
+            memory = measure_in_subprocess({"kind": "inference", "model": name, "batch": batch,
+                                            "resolution": resolution, "device": device.type})
+            row = {"section": "dense", "impl": name, "batch": batch, "resolution": resolution,
+                   "params_m": sum(p.numel() for p in built[name].parameters()) / 1e6,
+                   "peak_mib": memory["peak_bytes"] / 2**20, **summarize(times, batch)}
+            results.append(row)
+            log(f"dense    {resolution}² batch {batch} {name:18s} {row['median_s'] * 1e3:9.1f} ms  "
+                f"{row['peak_mib']:8.0f} MiB")
+    return results
+
+
+def dense_table(results: list[dict]) -> list[str]:
+    rows = [row for row in results if row["section"] == "dense"]
+    if not rows:
+        return []
+    lines = [f"**Dense inference, {rows[0]['resolution']}²** (S12 backbone, 150 classes; median per batch, peak "
+             "memory of one forward)", "", "| model | params (M) | batch | ms per batch | images/s | peak MiB |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['impl']} | {row['params_m']:.1f} | {row['batch']} | {row['median_s'] * 1e3:.0f} | "
+                     f"{row['images_per_s']:.2f} | {row['peak_mib']:.0f} |")
+    return lines + [""]
 
 
 # ------------------------------------------------------------------------------------------------------ reports
@@ -548,6 +607,7 @@ def markdown_table(results: list[dict]) -> str:
                 cells.append(f"{row['median_s'] * 1e3:.0f} ms / {row['peak_mib']:.0f} MiB" if row else "–")
             lines.append(f"| {resolution}² | " + " | ".join(cells) + " |")
         lines.append("")
+    lines += dense_table(results)
     return "\n".join(lines)
 
 

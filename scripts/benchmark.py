@@ -4,6 +4,7 @@
     python scripts/benchmark.py                      # everything, CPU (CUDA when present)
     python scripts/benchmark.py --quick              # a few minutes: fewer repeats, batch 32 fp32 only, no scaling
     python scripts/benchmark.py --sections inference training --repeats 7 --out bench/
+    python scripts/benchmark.py --sections dense     # Semantic FPN vs UperNet on S12, 512², batch 1 and 8
 
 Writes benchmark.json (every sample), benchmark.md (the README tables) and benchmark.png (needs matplotlib) to --out.
 The method (interleaved medians, peak memory in fresh processes, the 1×1-conv roofline timed alongside the float32
@@ -20,13 +21,14 @@ import torch  # noqa: E402
 
 from poolformer_hf import benchmarking as bench  # noqa: E402
 
-SECTIONS = ("inference", "training", "memory", "scaling")
+SECTIONS = ("inference", "training", "memory", "scaling", "dense")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sections", nargs="+", choices=SECTIONS, help="default: all (quick: all but scaling)")
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS,
+                        help="default: all (quick: all but scaling and dense)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and cases, no resolution scaling")
     parser.add_argument("--repeats", type=int, help="interleaved samples per case (default 5, quick 3)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="inference batch sizes (default 1 32)")
@@ -47,7 +49,7 @@ def main() -> None:
     quick = args.quick
     repeats = args.repeats or (3 if quick else 5)
     device = torch.device(args.device)
-    sections = args.sections or [s for s in SECTIONS if not (quick and s == "scaling")]
+    sections = args.sections or [s for s in SECTIONS if not (quick and s in ("scaling", "dense"))]
     environment = bench.environment()
     print("environment:", environment)
 
@@ -70,6 +72,8 @@ def main() -> None:
         "memory": lambda: bench.run_memory(batches=train_batches, device=device, revisions=revisions),
         "scaling": lambda: bench.run_scaling(resolutions=tuple(args.resolutions), repeats=max(2, repeats // 2),
                                              device=device),
+        # Semantic FPN beside transformers' UperNet on the S12 backbone, 512², batch 1 and 8.
+        "dense": lambda: bench.run_dense(repeats=max(2, repeats // 2), device=device),
     }
     results = []
     for section in (s for s in SECTIONS if s in sections):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 METRICS_DIR = Path(__file__).resolve().parent
-METRIC_NAMES = ("top_k_accuracy", "macro_f1")
+METRIC_NAMES = ("top_k_accuracy", "macro_f1", "mean_iou")
 
 
 def metric_path(name: str) -> str:
