@@ -11,6 +11,7 @@ from .auto_registration_image import register_image_processors
 from .configuration_poolformer import PoolFormerConfig
 from .image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from .image_processing_poolformer import PoolFormerImageProcessor
+from .inference import fuse_for_inference
 from .labels import imagenet_id2label
 from .modeling_poolformer import (
     PoolFormerBackbone,
@@ -46,5 +47,6 @@ __all__ = [
     "PoolFormerImageProcessorPil",
     "PoolFormerModel",
     "PoolFormerPreTrainedModel",
+    "fuse_for_inference",
     "imagenet_id2label",
 ]
