@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from .configuration_poolformer import PoolFormerConfig
 from .conversion import convert_state_dict, rename_keys
+from .inference import fuse_for_inference
 from .modeling_poolformer import PoolFormerForImageClassification
 
 IMPLEMENTATIONS = ("poolformer_hf", "transformers", "timm", "roofline")
@@ -146,8 +147,8 @@ def inference_models(models: dict, dtype: torch.dtype, modes: tuple[str, ...], d
         if impl == "poolformer_hf":
             table = {
                 "default": lambda: base,
-                "fused": lambda: base.fuse_for_inference(),
-                "fused+compile": lambda: base.fuse_for_inference(compile=True),
+                "fused": lambda: fuse_for_inference(base),
+                "fused+compile": lambda: fuse_for_inference(base, compile=True),
             }
             pixel_format = torch.contiguous_format
         else:
@@ -455,6 +456,9 @@ def markdown_table(results: list[dict]) -> str:
                 share = f"{row['images_per_s'] / roof:.0%}" if roof else "–"
                 lines.append(f"| {row['impl']} | {row['mode']} | {row['images_per_s']:.1f} | {speedup} | {share} |")
             lines.append("")
+    from .export.deploy_benchmark import deploy_table  # the deploy section's own table (ONNX Runtime, OpenVINO)
+
+    lines += deploy_table(results)
     training = [row for row in results if row["section"] == "training"]
     memory = {(row["impl"], row["batch"]): row for row in results if row["section"] == "memory"}
     if training:

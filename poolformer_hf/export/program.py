@@ -9,6 +9,8 @@ FIXED_SIZE_MIXERS = ("random_mixing", "spatial_fc")
 
 
 def fixed_size_stages(config) -> list[int]:
+    if not hasattr(config, "stage_value"):  # another library's config (transformers' PoolFormer): pooling only
+        return []
     return [stage for stage in range(len(config.depths))
             if config.stage_value("token_mixers", stage) in FIXED_SIZE_MIXERS]
 
