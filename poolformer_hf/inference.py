@@ -36,7 +36,8 @@ from transformers.modeling_outputs import (
 )
 
 from .fused import mlp_mixing, pooling_mixing
-from .layers import Attention, ChannelLayerNorm, GroupNorm1, IdentityMixer, Pooling, Scale, SepConv, conv2d
+from .layers import (Attention, ChannelLayerNorm, GroupNorm1, IdentityMixer, Pooling, Scale, SepConv, conv2d,
+                     pointwise_conv)
 
 
 # --------------------------------------------------------------------------------------------------- folding algebra
@@ -191,7 +192,8 @@ class MlpBranch(nn.Module):
         if self.lean and lean_kernels_run(y, self.fc1.weight):
             res_scale = None if self.res_scale is None else self.res_scale.view(-1)
             return mlp_mixing(y, self.norm, self, None, res_scale)
-        branch = self.fc2(self.act(self.fc1(self.norm(y))))
+        # pointwise_conv: a GEMM over channels-last rows in eager, the conv itself under torch.compile / export
+        branch = pointwise_conv(self.fc2, self.act(pointwise_conv(self.fc1, self.norm(y))))
         return (y if self.res_scale is None else y * self.res_scale) + branch
 
 
