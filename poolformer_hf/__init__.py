@@ -20,6 +20,7 @@ from .configuration_poolformer import PoolFormerConfig
 from .image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from .image_processing_poolformer import PoolFormerImageProcessor
 from .image_processing_segmentation_poolformer import PoolFormerSegmentationImageProcessor
+from .inference import fuse_for_inference
 from .kernels import install_on_new_models, set_kernels
 from .labels import imagenet_id2label
 from .modeling_poolformer import (
@@ -62,6 +63,7 @@ __all__ = [
     "PoolFormerModel",
     "PoolFormerPreTrainedModel",
     "PoolFormerSegmentationImageProcessor",
+    "fuse_for_inference",
     "imagenet_id2label",
     "set_kernels",
 ]

@@ -579,6 +579,9 @@ def markdown_table(results: list[dict]) -> str:
                 share = f"{row['images_per_s'] / roof:.0%}" if roof else "–"
                 lines.append(f"| {row['impl']} | {row['mode']} | {row['images_per_s']:.1f} | {speedup} | {share} |")
             lines.append("")
+    from .export.deploy_benchmark import deploy_table  # the deploy section's own table (ONNX Runtime, OpenVINO)
+
+    lines += deploy_table(results)
     training = [row for row in results if row["section"] == "training"]
     memory = {(row["impl"], row["batch"]): row for row in results if row["section"] == "memory"}
     if training:

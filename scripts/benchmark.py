@@ -5,6 +5,7 @@
     python scripts/benchmark.py --quick              # a few minutes: fewer repeats, batch 32 fp32 only, no scaling
     python scripts/benchmark.py --sections inference training --repeats 7 --out bench/
     python scripts/benchmark.py --sections dense     # Semantic FPN vs UperNet on S12, 512², batch 1 and 8
+    python scripts/benchmark.py --deploy             # exported: ONNX Runtime and OpenVINO, ours vs transformers'
 
 Writes benchmark.json (every sample), benchmark.md (the README tables) and benchmark.png (needs matplotlib) to --out.
 The method (interleaved medians, peak memory in fresh processes, the 1×1-conv roofline timed alongside the float32
@@ -20,8 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from poolformer_hf import benchmarking as bench  # noqa: E402
+from poolformer_hf.export.deploy_benchmark import run_deploy  # noqa: E402
 
-SECTIONS = ("inference", "training", "memory", "scaling", "dense")
+SECTIONS = ("inference", "training", "memory", "scaling", "dense", "deploy")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -30,6 +32,9 @@ def main() -> None:
     parser.add_argument("--sections", nargs="+", choices=SECTIONS,
                         help="default: all (quick: all but scaling and dense)")
     parser.add_argument("--quick", action="store_true", help="fewer repeats and cases, no resolution scaling")
+    parser.add_argument("--deploy", action="store_true",
+                        help="the deploy section (exports; alone unless --sections names others): batch 1 and 8")
+    parser.add_argument("--no-int8", action="store_true", help="deploy: leave out our OpenVINO int8 case")
     parser.add_argument("--repeats", type=int, help="interleaved samples per case (default 5, quick 3)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="inference batch sizes (default 1 32)")
     parser.add_argument("--train-batch-sizes", type=int, nargs="+", help="training batch sizes (default 16 32)")
@@ -49,7 +54,9 @@ def main() -> None:
     quick = args.quick
     repeats = args.repeats or (3 if quick else 5)
     device = torch.device(args.device)
-    sections = args.sections or [s for s in SECTIONS if not (quick and s in ("scaling", "dense"))]
+    default_sections = [] if args.deploy else [
+        s for s in SECTIONS if s != "deploy" and not (quick and s in ("scaling", "dense"))]
+    sections = (args.sections or default_sections) + (["deploy"] if args.deploy else [])
     environment = bench.environment()
     print("environment:", environment)
 
@@ -74,6 +81,8 @@ def main() -> None:
                                              device=device),
         # Semantic FPN beside transformers' UperNet on the S12 backbone, 512², batch 1 and 8.
         "dense": lambda: bench.run_dense(repeats=max(2, repeats // 2), device=device),
+        "deploy": lambda: run_deploy(models, batches=tuple(args.batch_sizes or (1, 8)), int8=not args.no_int8,
+                                     repeats=repeats),
     }
     results = []
     for section in (s for s in SECTIONS if s in sections):

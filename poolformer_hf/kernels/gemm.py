@@ -33,17 +33,24 @@ def cast_or_none(tensor: torch.Tensor | None, dtype: torch.dtype) -> torch.Tenso
     return None if tensor is None else tensor.to(dtype)
 
 
-def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """`conv(x)` on a channels-last copy of x, computed in `matmul_dtype(x)` and returned in x's dtype."""
-    x = x.contiguous(memory_format=torch.channels_last)
+def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` computed in `matmul_dtype(x)` and returned in x's dtype."""
     dtype = matmul_dtype(x)
     if dtype == x.dtype:
         return conv._conv_forward(x, conv.weight, conv.bias)
     return conv._conv_forward(x.to(dtype), conv.weight.to(dtype), cast_or_none(conv.bias, dtype)).to(x.dtype)
 
 
+def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` on a channels-last copy of x, computed in `matmul_dtype(x)` and returned in x's dtype."""
+    return _conv(conv, x.contiguous(memory_format=torch.channels_last))
+
+
 def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """A 1×1 conv as one GEMM over the pixel rows of a channels-last map; the output is channels-last."""
+    """A 1×1 conv as one GEMM over the pixel rows of a channels-last map; the output is channels-last. Compiled and
+    exported graphs keep the conv itself (the compiler hands it to oneDNN whole, with its bias)."""
+    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
+        return _conv(conv, x)
     dtype = matmul_dtype(x)
     rows = x.permute(0, 2, 3, 1)
     out = F.linear(rows.to(dtype), conv.weight.flatten(1).to(dtype), cast_or_none(conv.bias, dtype))

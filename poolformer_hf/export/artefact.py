@@ -1,0 +1,147 @@
+"""One call from a poolformer_hf model to a deployable folder: fold, export through transformers' exporters, check
+against eager on real photos, and only then write the folder (atomically) with the processor config beside it."""
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ..inference import fuse_for_inference
+from .photos import photo_pixels
+from .program import pixel_dynamic_shapes
+
+FORMATS = ("onnx", "openvino", "executorch", "pt2")
+_EXPORTERS = {  # format: (exporter, its config, the packages its runtime needs)
+    "pt2": ("DynamoExporter", "DynamoConfig", ()),
+    "onnx": ("OnnxExporter", "OnnxConfig", ("onnx", "onnxscript", "onnxruntime")),
+    "openvino": ("OpenVINOExporter", "OpenVINOConfig", ("openvino",)),
+    "executorch": ("ExecutorchExporter", "ExecutorchConfig", ("executorch",)),
+}
+_PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+REPORT_NAME = "export_report.json"
+
+
+class ExportParityError(ValueError):
+    """The exported program does not give the eager model's outputs: nothing was written."""
+
+
+def missing_packages(format: str) -> list[str]:
+    import importlib.util
+
+    return [name for name in _EXPORTERS[format][2] if importlib.util.find_spec(name) is None]
+
+
+def build_export(format: str, module: torch.nn.Module, example: torch.Tensor, dynamic_size: bool | None):
+    """The transformers `ExportedModel` of `module` in `format`, its pixel axes dynamic (see `pixel_dynamic_shapes`)."""
+    import transformers.exporters as exporters
+
+    exporter_name, config_name, _ = _EXPORTERS[format]
+    config = getattr(exporters, config_name)(
+        dynamic_shapes={"pixel_values": pixel_dynamic_shapes(module.config, dynamic_size)})
+    return getattr(exporters, exporter_name)().export(module, {"pixel_values": example}, config)
+
+
+def runner_options(format: str, dtype: torch.dtype) -> dict:
+    # OpenVINO's CPU plugin runs f32 graphs in bf16 on CPUs with AMX unless told otherwise.
+    return {"config": {"INFERENCE_PRECISION_HINT": _PRECISIONS[dtype]}} if format == "openvino" else {}
+
+
+def _tensors(output) -> dict[str, torch.Tensor]:
+    flat = {}
+    for key, value in output.items():
+        for index, tensor in enumerate(value if isinstance(value, (tuple, list)) else [value]):
+            flat[f"{key}[{index}]" if isinstance(value, (tuple, list)) else key] = tensor
+    return flat
+
+
+def output_differences(exported, model: torch.nn.Module, pixels: torch.Tensor) -> dict[str, float]:
+    """max|Δ| of every output of `exported` against the eager model on `pixels`."""
+    with torch.no_grad():
+        expected = _tensors(model(pixel_values=pixels))
+    actual = _tensors(exported(pixel_values=pixels))
+    return {key: (value.float() - expected[key].float()).abs().max().item() for key, value in actual.items()}
+
+
+def _tolerance(model, pixels: torch.Tensor, dtype: torch.dtype) -> float:
+    with torch.no_grad():
+        scale = max(value.abs().max().item() for value in _tensors(model(pixel_values=pixels)).values())
+    return (1e-4 if dtype == torch.float32 else 5e-2) * max(1.0, scale)
+
+
+def write_atomically(output_dir: Path, write, overwrite: bool = False) -> None:
+    """`write(folder)` into a temporary sibling, renamed to `output_dir` only when it returns: a failure leaves no
+    folder, and an existing `output_dir` is replaced (with `overwrite`) only by a complete one."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+    try:
+        write(staging)
+        if output_dir.exists():
+            retired = staging.with_suffix(".old")
+            os.rename(output_dir, retired)
+            os.rename(staging, output_dir)
+            shutil.rmtree(retired)
+        else:
+            os.rename(staging, output_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def export_model(model, output_dir, format: str = "onnx", processor=None, dtype: torch.dtype = torch.float32,
+                 photos: int = 8, tolerance: float | None = None, dynamic_size: bool | None = None,
+                 overwrite: bool = False) -> dict:
+    """Export a poolformer_hf model (any head) as `format` into `output_dir`, and return the report it writes there.
+
+    The model is folded (`fuse_for_inference`, in `dtype`: float32 unless bfloat16 is asked for), exported with a
+    dynamic batch and image size, and run on `photos` real photos through `processor` (the model's
+    `PoolFormerImageProcessor` by default): every output must be within `tolerance` of the eager model's (default
+    1e-4, bfloat16 5e-2, times the outputs' scale when above 1), or `ExportParityError` is raised and nothing is
+    written. The folder holds the program, transformers' export manifest, the model config, the processor config
+    and `export_report.json` (the max|Δ| per output); it appears whole or not at all.
+    """
+    from ..image_processing_poolformer import PoolFormerImageProcessor
+
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    if dtype not in _PRECISIONS:
+        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16; got {dtype}")
+    missing = missing_packages(format)
+    if missing:
+        raise ImportError(f"Exporting to {format} needs {', '.join(missing)}: pip install 'poolformer_hf[export]'")
+    if Path(output_dir).exists() and not overwrite:
+        raise FileExistsError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    model = model.eval()
+    if processor is None:
+        processor = PoolFormerImageProcessor(crop_pct=model.config.crop_pct)
+    pixels = photo_pixels(processor, photos)
+    module = fuse_for_inference(model, dtype=None if dtype == torch.float32 else dtype)
+    if format == "executorch":  # its portable kernels take contiguous (NCHW-ordered) maps only
+        module = module.to(memory_format=torch.contiguous_format)
+        module.memory_format = torch.contiguous_format
+    exported = build_export(format, module, pixels[:2].to(dtype), dynamic_size)
+    exported.to(**runner_options(format, dtype))
+    differences = output_differences(exported, model, pixels)
+    limit = tolerance if tolerance is not None else _tolerance(model, pixels, dtype)
+    worst = max(differences.values())
+    if not worst <= limit:  # NaN fails too
+        raise ExportParityError(
+            f"The {format} program does not match the eager model on {len(pixels)} photos: max|Δ| {worst:.3g} > "
+            f"tolerance {limit:.3g} ({differences}); nothing was written to {output_dir}"
+        )
+    report = {"format": format, "dtype": str(dtype).removeprefix("torch."), "photos": len(pixels),
+              "pixel_shape": list(pixels.shape), "max_abs_diff": differences, "tolerance": limit,
+              "dynamic_axes": sorted(pixel_dynamic_shapes(model.config, dynamic_size))}
+
+    def write(folder: Path) -> None:
+        exported.save_pretrained(folder)
+        processor.save_pretrained(folder)
+        (folder / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
+    write_atomically(Path(output_dir), write, overwrite)
+    return report

@@ -1,0 +1,136 @@
+"""fuse_for_inference: a plain frozen module with the model's outputs, for every preset family and head, through
+the eager lean kernels and through the plain ops that tracing sees."""
+
+import pytest
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+
+from poolformer_hf import (
+    PoolFormerBackbone,
+    PoolFormerConfig,
+    PoolFormerForImageClassification,
+    PoolFormerModel,
+    fuse_for_inference,
+)
+from poolformer_hf import inference
+from tests.conftest import max_abs_diff, randomize_
+
+# One preset per family: every mixer, norm and head recipe the folding treats differently.
+FAMILIES = ["poolformer_s12", "poolformerv2_s12", "convformer_s18", "caformer_s18", "identityformer_s12",
+            "randformer_s12", "hybrid_pool_spatial_fc_s12", "hybrid_pool_attention_s12"]
+HEADS = [PoolFormerModel, PoolFormerForImageClassification, PoolFormerBackbone]
+SIZE = 64
+
+
+def family_config(preset: str, **overrides) -> PoolFormerConfig:
+    values = {"depths": [1, 1, 2, 1], "hidden_sizes": [16, 16, 32, 32], "num_labels": 4, "image_size": SIZE}
+    return PoolFormerConfig.from_preset(preset, **{**values, **overrides})
+
+
+def pixels(batch=2, size=SIZE, seed=0, dtype=torch.float32):
+    return torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def output_tensors(output) -> dict[str, torch.Tensor]:
+    flat = {}
+    for key, value in output.items():
+        if isinstance(value, tuple):
+            flat.update({f"{key}[{i}]": tensor for i, tensor in enumerate(value)})
+        else:
+            flat[key] = value
+    return flat
+
+
+def assert_same_outputs(actual, expected, tolerance=1e-4):
+    assert type(actual) is type(expected)
+    actual, expected = output_tensors(actual), output_tensors(expected)
+    assert set(actual) == set(expected) - {"hidden_states"}
+    for key, value in actual.items():
+        assert max_abs_diff(value, expected[key]) < tolerance, key
+
+
+@pytest.mark.parametrize("head", HEADS, ids=lambda head: head.__name__)
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_folded_module_gives_the_models_outputs(preset, head):
+    model = randomize_(head(family_config(preset))).eval()
+    folded = fuse_for_inference(model)
+    with torch.no_grad():
+        assert_same_outputs(folded(pixels()), model(pixels()))
+
+
+@pytest.mark.parametrize("preset", FAMILIES)
+def test_folded_module_without_the_lean_kernels_gives_the_models_outputs(preset, monkeypatch):
+    # The ops torch.export / ONNX see: the kernels step aside as they do under tracing (one head per family here;
+    # the export tests trace every head).
+    monkeypatch.setattr(inference, "kernels_run", lambda x, weight: False)
+    head = HEADS[FAMILIES.index(preset) % len(HEADS)]
+    model = randomize_(head(family_config(preset))).eval()
+    folded = fuse_for_inference(model)
+    with torch.no_grad():
+        assert_same_outputs(folded(pixels()), model(pixels()))
+
+
+def test_folding_removes_the_norm_affines_and_layer_scales_of_poolformer_blocks():
+    model = randomize_(PoolFormerForImageClassification(family_config("poolformer_s12"))).eval()
+    folded = fuse_for_inference(model)
+    blocks = [module for module in folded.modules() if isinstance(module, inference.FoldedBlock)]
+    assert len(blocks) == sum(model.config.depths)
+    for block in blocks:
+        assert isinstance(block.token_branch, inference.PoolingBranch)
+        assert block.token_branch.normalize.weight is None and block.mlp_branch.norm.weight is None
+    parameters = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    # per block: γ1, β1, ls1 become one scale; γ2, β2, ls2 vanish into fc1 / fc2
+    assert parameters(model) - parameters(folded) == sum(
+        5 * width * depth for width, depth in zip(model.config.hidden_sizes, model.config.depths))
+
+
+def test_the_folded_module_is_a_frozen_plain_module_and_the_model_is_untouched():
+    model = randomize_(PoolFormerForImageClassification(family_config("poolformer_s12"))).eval()
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    folded = fuse_for_inference(model)
+    assert isinstance(folded, nn.Module) and not isinstance(folded, PreTrainedModel)
+    assert not any(param.requires_grad for param in folded.parameters())
+    assert all(torch.equal(before[name], tensor) for name, tensor in model.state_dict().items())
+    folded.train()  # no dropout or stochastic depth left: train mode computes the same
+    with torch.no_grad():
+        assert max_abs_diff(folded(pixels()).logits, model(pixels()).logits) < 1e-4
+    model.train()
+    model(pixels(), labels=torch.tensor([0, 1])).loss.backward()  # the original trains on
+
+
+def test_gradients_reach_the_input_through_the_folded_module():
+    model = randomize_(PoolFormerForImageClassification(family_config("poolformer_s12"))).eval()
+    x = pixels().requires_grad_(True)
+    fuse_for_inference(model)(x).logits.sum().backward()
+    reference = pixels().requires_grad_(True)
+    model(reference).logits.sum().backward()
+    assert max_abs_diff(x.grad, reference.grad) < 1e-4
+
+
+def test_fuse_for_inference_rejects_other_models():
+    with pytest.raises(TypeError, match="poolformer_hf model"):
+        fuse_for_inference(nn.Linear(2, 2))
+
+
+def test_bfloat16_folding_keeps_every_parameter_bfloat16_and_stays_close():
+    model = randomize_(PoolFormerForImageClassification(family_config("poolformer_s12"))).eval()
+    folded = fuse_for_inference(model, dtype=torch.bfloat16)
+    assert {param.dtype for param in folded.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        expected = model(pixels()).logits
+        lean = folded(pixels(dtype=torch.bfloat16)).logits
+        plain = torch.compile(folded, fullgraph=True, backend="eager")(pixels(dtype=torch.bfloat16)).logits
+    assert lean.dtype == plain.dtype == torch.bfloat16
+    for logits in (lean, plain):
+        assert max_abs_diff(logits, expected) < 0.05 * expected.abs().max().item()
+
+
+def test_folded_module_compiles_without_graph_breaks():
+    torch._dynamo.reset()
+    model = randomize_(PoolFormerBackbone(family_config("poolformerv2_s12"))).eval()
+    folded = fuse_for_inference(model)
+    with torch.no_grad():
+        compiled = torch.compile(folded, fullgraph=True, backend="aot_eager")(pixels())
+        assert_same_outputs(compiled, model(pixels()))
+    assert isinstance(fuse_for_inference(model, compile=True), torch._dynamo.eval_frame.OptimizedModule)
