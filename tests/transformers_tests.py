@@ -16,9 +16,11 @@ exactly the names imported from them, and is the one place that says so:
   the CI pre-fetched): the identity, so a test that loads an image by URL needs the network.
 
 When the sdist cannot be fetched (no network, no such version on the index), `load_or_skip` skips the calling test
-module with the reason: the one place that reason is stated.
+module with the reason: the one place that reason is stated. `account_for_skips` makes a test class list every other
+test that does not run, with its reason.
 """
 
+import functools
 import importlib
 import os
 import shutil
@@ -171,16 +173,49 @@ def load_or_skip(name: str) -> types.ModuleType:
         pytest.skip(f"transformers' own test mixins are unavailable: {error}", allow_module_level=True)
 
 
-def skip_listed(reasons: dict[str, str]):
-    """Class decorator: skip each test named in `reasons` with its reason; fail on a name the class lacks (a stale
-    entry would otherwise skip nothing and say nothing)."""
+def account_for_skips(skipped: dict[str, str], skipped_by_transformers: dict[str, str]):
+    """Class decorator: every test of the class that does not run is named, with its reason, in one of two dicts.
+
+    `skipped`: tests we skip (not applicable to our models); they are skipped here with the reason given.
+    `skipped_by_transformers`: tests that skip themselves, by transformers' own checks (no accelerator, an optional
+    package missing, a feature the model does not declare); they still run, and may pass where the condition holds
+    (on a GPU machine, say). A test that skips itself without being listed fails, naming itself and its reason: a
+    new skip is looked at, never hidden. A name that the class lacks fails too (a stale entry says nothing).
+    """
 
     def decorate(cls):
-        for test_name, reason in reasons.items():
-            test = getattr(cls, test_name, None)
+        for test_name in {*skipped, *skipped_by_transformers}:
+            if not callable(getattr(cls, test_name, None)):
+                raise AttributeError(f"{cls.__name__} has no test {test_name!r} to account for")
+        for test_name in [name for name in dir(cls) if name.startswith("test_")]:
+            test = getattr(cls, test_name)
             if not callable(test):
-                raise AttributeError(f"{cls.__name__} has no test {test_name!r} to skip ({reason})")
-            setattr(cls, test_name, unittest.skip(reason)(test))
+                continue
+            if test_name in skipped:
+                setattr(cls, test_name, unittest.skip(skipped[test_name])(test))
+            elif test_name not in skipped_by_transformers:
+                setattr(cls, test_name, _failing_on_skip(test))
         return cls
 
     return decorate
+
+
+def _failing_on_skip(test):
+    def fail(self, reason):
+        self.fail(f"{test.__name__} skipped itself ({reason}) but is in neither skip list of {type(self).__name__}")
+
+    if getattr(test, "__unittest_skip__", False):  # skipped by a decorator (`@slow`, `@require_torch_accelerator`)
+        def run(self, *args, **kwargs):
+            fail(self, test.__unittest_skip_why__)
+
+        run.__name__ = test.__name__
+        return run
+
+    @functools.wraps(test)
+    def run(self, *args, **kwargs):
+        try:
+            return test(self, *args, **kwargs)
+        except unittest.SkipTest as skip:
+            fail(self, skip)
+
+    return run
