@@ -22,6 +22,7 @@ test that does not run, with its reason.
 
 import functools
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -38,7 +39,7 @@ import transformers
 PACKAGE = "hf_transformers_tests"
 VERSION = transformers.__version__
 CACHE_ROOT = Path(__file__).resolve().parent.parent / ".cache" / "transformers-tests"
-# pip builds no wheel here, but it prepares the sdist's metadata: about 30-60 s on a busy 2-core machine.
+# pip builds no wheel here, but it prepares the sdist's metadata: 35-100 s measured on a busy 2-core machine.
 FETCH_TIMEOUT_S = 300
 PIP_SOCKET_TIMEOUT_S = 30
 PIP_RETRIES = 3
@@ -105,8 +106,11 @@ def sdist_tests_root(version: str = VERSION, cache_root: Path = CACHE_ROOT) -> P
 
 
 def _download_sdist(version: str, destination: Path) -> Path:
+    # pip reads the sdist's metadata with its build backend (setuptools): the installed one when there is one, which
+    # saves fetching it into an isolated build environment.
+    isolation = ["--no-build-isolation"] if importlib.util.find_spec("setuptools") is not None else []
     command = [
-        sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--no-build-isolation",
+        sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", *isolation,
         "--disable-pip-version-check", "--timeout", str(PIP_SOCKET_TIMEOUT_S), "--retries", str(PIP_RETRIES),
         f"transformers=={version}", "-d", str(destination),
     ]
