@@ -19,6 +19,7 @@ from poolformer_hf import (
 )
 from poolformer_hf.kernels import branches
 from poolformer_hf.layers import GroupNorm1, Mlp
+from poolformer_hf.modeling_poolformer import MetaFormerBlock
 
 
 def images(batch=2, size=64, seed=0, dtype=torch.float32):
@@ -180,6 +181,35 @@ def test_gradients_reach_every_returned_hidden_state(channels_last, kernel_set):
     assert len(out.hidden_states) == 4
     grads = torch.autograd.grad(out.logits[:, 0].sum(), out.hidden_states)
     assert all(grad is not None and grad.abs().sum() > 0 for grad in grads)
+
+
+@pytest.mark.parametrize("use_reentrant", [False, True])
+def test_activation_checkpointing_recomputes_the_blocks_that_run_the_kernels(use_reentrant):
+    # transformers checkpoints a GradientCheckpointingLayer by wrapping its class's forward; a kernel forward set on
+    # the instance must still go through the layer's checkpoint function, or checkpointing silently does nothing.
+    model = randomize_(PoolFormerForImageClassification(tiny_config())).train()
+    assert kernels.kernels_of(model) == "cpu"
+    labels = torch.tensor([0, 2])
+    model(images(), labels=labels).loss.backward()
+    expected = {name: param.grad.clone() for name, param in model.named_parameters()}
+    model.zero_grad()
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": use_reentrant})
+    blocks = [module for module in model.modules() if isinstance(module, MetaFormerBlock)]
+    calls = []
+
+    def counted(checkpoint):
+        def run(*args, **kwargs):
+            calls.append(1)
+            return checkpoint(*args, **kwargs)
+
+        return run
+
+    for block in blocks:
+        block._gradient_checkpointing_func = counted(block._gradient_checkpointing_func)
+    model(images(), labels=labels).loss.backward()
+    assert len(calls) == len(blocks)
+    for name, param in model.named_parameters():
+        assert max_abs_diff(param.grad, expected[name]) <= 1e-5 * max(1.0, expected[name].abs().max().item()), name
 
 
 def test_set_kernels_switches_every_layer_and_none_runs_only_the_plain_modules(monkeypatch, config):
