@@ -168,7 +168,7 @@ class PoolFormerForSemanticSegmentation(PoolFormerPreTrainedModel):
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Module:
-        return self.backbone.poolformer.get_input_embeddings()
+        return self.backbone.get_input_embeddings()
 
     def forward(
         self,
