@@ -85,7 +85,7 @@ folder = {str(tmp_path / "folder")!r}
 config = AutoConfig.from_pretrained(folder, trust_remote_code=True)
 Backbone = get_class_from_dynamic_module(config.auto_map["AutoBackbone"], folder)
 backbone = Backbone.from_pretrained(folder, out_features=["stage2", "stage4"])
-weight = backbone.poolformer.stages[1].blocks[0].mlp.fc1.weight
+weight = backbone.stages[1].blocks[0].mlp.fc1.weight
 print(type(backbone).__name__, len(backbone(torch.randn(1, 3, 64, 64)).feature_maps), float(weight.sum()))
 """
     name, maps, weight_sum = run_isolated(code, tmp_path).split()

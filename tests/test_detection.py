@@ -50,7 +50,7 @@ def test_each_detector_runs_on_the_backbone_through_its_config_alone(name):
     out = model(**inputs)
     assert torch.isfinite(out.loss)
     out.loss.backward()
-    assert backbone.poolformer.stem.conv.weight.grad.abs().sum() > 0
+    assert backbone.stem.conv.weight.grad.abs().sum() > 0
     assert out.pred_boxes.shape[-1] == 4
 
 

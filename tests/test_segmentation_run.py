@@ -46,7 +46,7 @@ def test_both_heads_train_on_a_backbone_started_from_a_classifier(tmp_path, head
     classifier = randomize_(PoolFormerForImageClassification(tiny_config()))
     classifier.save_pretrained(tmp_path)
     model = build_segmentation_model(head, NAMES, model_name_or_path=str(tmp_path))
-    stem = model.backbone.poolformer.stem.conv.weight
+    stem = model.backbone.stem.conv.weight
     assert torch.equal(stem, classifier.poolformer.stem.conv.weight)
     out = model(torch.randn(2, 3, 32, 32), labels=torch.randint(0, 4, (2, 32, 32)))
     assert out.logits.shape[:2] == (2, 4)
