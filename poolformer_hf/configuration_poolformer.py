@@ -257,12 +257,10 @@ def translate_foreign_fields(config: PoolFormerConfig, kwargs: dict) -> None:
     kwargs.pop("stride", None)
     if kwargs.pop("use_layer_scale", True) is False:
         config.layer_scale_init_value = None
-    num_encoder_blocks = kwargs.pop("num_encoder_blocks", None)
-    if num_encoder_blocks is not None and num_encoder_blocks != len(config.depths):
-        raise ValueError(
-            f"num_encoder_blocks ({num_encoder_blocks}) must equal len(depths) ({len(config.depths)}): it is the "
-            f"number of stages"
-        )
+    for name in ("num_encoder_blocks", "num_hidden_layers"):
+        stages = kwargs.pop(name, None)
+        if stages is not None and stages != len(config.depths):
+            raise ValueError(f"{name} ({stages}) must equal len(depths) ({len(config.depths)}): it is the number of stages")
 
 
 def timm_preset_of(config_dict: dict) -> str | None:

@@ -289,7 +289,7 @@ class PoolFormerModel(PoolFormerPreTrainedModel):
     def forward(
         self, pixel_values: torch.Tensor | None = None, **kwargs: Unpack[TransformersKwargs]
     ) -> BaseModelOutputWithPoolingAndNoAttention:
-        outputs = self.encode(pixel_values, **kwargs)
+        outputs = self.encode(pixel_values, return_dict=True, **kwargs)  # the caller's return_dict is applied above
         last = outputs.last_hidden_state
         return BaseModelOutputWithPoolingAndNoAttention(
             last_hidden_state=last,
@@ -330,7 +330,7 @@ class PoolFormerForImageClassification(PoolFormerPreTrainedModel):
         labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> ImageClassifierOutputWithNoAttention:
-        outputs = self.poolformer(pixel_values, **kwargs)
+        outputs = self.poolformer(pixel_values, return_dict=True, **kwargs)
         logits = self.classifier(self.dropout(outputs.pooler_output))
         loss = self.loss_function(labels, logits, self.config) if labels is not None else None
         return ImageClassifierOutputWithNoAttention(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
@@ -364,7 +364,7 @@ class PoolFormerBackbone(BackboneMixin, PoolFormerModel):
     @can_return_tuple
     @filter_output_hidden_states
     def forward(self, pixel_values: torch.Tensor, **kwargs: Unpack[TransformersKwargs]) -> BackboneOutput:
-        hidden_states = self.encode(pixel_values, **kwargs).hidden_states
+        hidden_states = self.encode(pixel_values, return_dict=True, **kwargs).hidden_states
         feature_maps = tuple(
             self.hidden_states_norms[stage](hidden)
             for stage, hidden in zip(self.stage_names, hidden_states)

@@ -105,7 +105,7 @@ FIELDS = {
     "num_labels": or_nasty(st.integers(-2, 5), NASTY_SMALL),
     "id2label": or_nasty(st.dictionaries(st.integers(-1, 3) | st.sampled_from(["0", "x"]), st.text(max_size=3))),
     "problem_type": or_nasty(names(["regression", "single_label_classification", "multi_label_classification"])),
-    # "return_dict" is left out while test_return_dict_off_in_the_config_gives_tuples_not_a_crash fails.
+    "return_dict": or_nasty(st.booleans()),
     "dtype": or_nasty(names(["float32", "bfloat16", "float16"], extra=("float17", "auto"))),
 }
 overrides = st.lists(st.sampled_from(sorted(FIELDS)), min_size=1, max_size=3, unique=True).flatmap(
@@ -152,11 +152,8 @@ def test_a_fuzzed_config_builds_a_finite_model_or_is_refused_naming_the_field(gi
     record("built")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="found by this fuzzer: with config.return_dict False or None the base model returns a tuple to the heads, "
-    "which read outputs.last_hidden_state / pooler_output (modeling_poolformer.py; transformers' ConvNeXt too)",
-)
+# Found by this fuzzer: with config.return_dict False or None the base model used to return a tuple to the heads,
+# which then read outputs.last_hidden_state / pooler_output.
 @pytest.mark.parametrize("return_dict", [False, None])
 def test_return_dict_off_in_the_config_gives_tuples_not_a_crash(return_dict):
     model = PoolFormerForImageClassification(PoolFormerConfig(**BASE, return_dict=return_dict)).eval()
