@@ -6,4 +6,4 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 source "$ROOT/scripts/bootstrap.sh" train
 cd "$ROOT"
-exec "$PY" scripts/train.py --output_dir outputs/poolformer-digits "$@"
+exec "$PY" scripts/train.py --output_dir outputs/poolformer-digits --overwrite_output_dir true "$@"

@@ -210,3 +210,13 @@ def test_bad_pixel_values_raise_a_clear_error(config, pixel_values, message):
 def test_smallest_input_that_survives_downsampling_works(config):
     model = PoolFormerForImageClassification(config).eval()
     assert model(torch.randn(1, 3, 3, 3)).logits.shape == (1, 3)
+
+
+def test_a_classifier_folder_loads_into_the_base_model_and_backbone_without_a_load_report(tmp_path, config, capfd):
+    # The feature-extraction pipeline loads a classifier's folder into the base model: the dropped head is no news.
+    PoolFormerForImageClassification(config).save_pretrained(tmp_path)
+    capfd.readouterr()
+    _, base_info = PoolFormerModel.from_pretrained(tmp_path, output_loading_info=True)
+    _, backbone_info = PoolFormerBackbone.from_pretrained(tmp_path, output_loading_info=True)
+    assert base_info["unexpected_keys"] == set() and backbone_info["unexpected_keys"] == set()
+    assert "UNEXPECTED" not in "".join(capfd.readouterr())
