@@ -205,8 +205,9 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, atomic, with every head in `auto_map`, not only the one saved.
 
-        The files are written to a temporary folder beside `save_directory` and renamed into it, so a save that fails
-        (a config attribute JSON cannot hold, a full disk) leaves a previous save there loading as before.
+        Over an earlier save, the files are written to a temporary folder beside `save_directory` and renamed into it,
+        so a save that fails (a config attribute JSON cannot hold, a full disk) leaves the earlier save loading as
+        before.
         transformers would write only the saved class into `auto_map`; then `AutoModel.from_pretrained(folder,
         trust_remote_code=True)` on a saved classifier (as the feature-extraction pipeline does) would find no entry
         and fall back, by config class name, to transformers' own PoolFormerModel with random weights.
@@ -217,8 +218,9 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
             **{head._auto_class: f"{head.__module__.rsplit('.', 1)[-1]}.{head.__name__}" for head in heads
                if head._auto_class is not None},
         }
-        if kwargs.get("push_to_hub") or os.path.isfile(save_directory):
-            return super().save_pretrained(save_directory, *args, **kwargs)  # the Hub commit is atomic on its own
+        if kwargs.get("push_to_hub") or not (os.path.isdir(save_directory) and os.listdir(save_directory)):
+            # A Hub commit is atomic on its own; a new or empty folder holds no earlier save to keep.
+            return super().save_pretrained(save_directory, *args, **kwargs)
         save_directory = os.path.abspath(save_directory)
         parent = os.path.dirname(save_directory)
         os.makedirs(parent, exist_ok=True)

@@ -220,3 +220,19 @@ def test_a_classifier_folder_loads_into_the_base_model_and_backbone_without_a_lo
     _, backbone_info = PoolFormerBackbone.from_pretrained(tmp_path, output_loading_info=True)
     assert base_info["unexpected_keys"] == set() and backbone_info["unexpected_keys"] == set()
     assert "UNEXPECTED" not in "".join(capfd.readouterr())
+
+
+def test_a_failed_save_over_an_earlier_one_leaves_it_loading(tmp_path, config):
+    model = randomize_(PoolFormerForImageClassification(config)).eval()
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+    changed = PoolFormerForImageClassification(config)
+    changed.config.my_classes = {"cat", "dog"}  # JSON cannot hold a set
+    with pytest.raises((TypeError, ValueError)):
+        changed.save_pretrained(folder)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]  # no staging folder left beside it
+    reloaded = PoolFormerForImageClassification.from_pretrained(folder).eval()
+    with torch.no_grad():
+        assert max_abs_diff(reloaded(images()).logits, model(images()).logits) == 0

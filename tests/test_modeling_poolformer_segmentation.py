@@ -153,4 +153,4 @@ def test_remote_code_loads_model_and_processor_without_the_package(tmp_path):
         tmp_path,
     )
     assert out.startswith("transformers_modules") and out.rstrip().endswith("PoolFormerSegmentationImageProcessor (64, 64)")
-    assert max_abs_diff(torch.load(tmp_path / "logits.pt", weights_only=True), expected) == 0
+    assert max_abs_diff(torch.load(tmp_path / "logits.pt", weights_only=True), expected) < 1e-5  # plain model there
