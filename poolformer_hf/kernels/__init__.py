@@ -21,9 +21,9 @@ Python loop specialised to the example's shape), no jit or fx tracing (the Torch
 autocast, and inputs of the weights' dtype. Otherwise the layer's own forward runs, with the same parameters.
 
 In training the two PoolFormer branches are autograd Functions that store only the branch input (and the MLP's
-pre-activation) and recompute norm, pooling and GELU in backward: their hand-derived backward passes are kept because
-the paired benchmark in `scripts/benchmark.py --section training` measures them against torch's selective activation
-checkpointing of the plain branches (see `BRANCH_TRAINING` below and the README's table).
+pre-activation) and recompute norm, pooling and GELU in backward. Their hand-derived backward passes are kept over
+torch's selective activation checkpointing of the plain blocks (`selective_checkpointing.py`) because the training and
+memory sections of `scripts/benchmark.py` measure them faster and leaner side by side (figures in the README).
 
 Switches: `set_kernels(model, None)` gives every layer its own forward back; `set_kernels(model, "cpu")` swaps the
 kernels in. Models built while `poolformer_hf` is imported get `default_kernels()`: "cpu", or None when the
