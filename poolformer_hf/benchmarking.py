@@ -139,8 +139,10 @@ def synchronize(device: torch.device) -> None:
 
 
 def time_interleaved(cases: dict[str, Callable], repeats: int, warmup: int = 1, min_seconds: float = 0.2,
-                     device: torch.device = torch.device("cpu")) -> dict[str, list[float]]:
-    """Seconds per call of every case: `repeats` interleaved samples each, in rotated order, after `warmup` calls."""
+                     device: torch.device = torch.device("cpu"), settle_seconds: float = 0.0) -> dict[str, list[float]]:
+    """Seconds per call of every case: `repeats` interleaved samples each, in rotated order, after `warmup` calls.
+    `settle_seconds` of sleep before each sample let the thread pools of the case before it (ONNX Runtime's and
+    OpenVINO's spin after a call) go idle, so a case is not timed against its neighbour's spinning threads."""
     names = list(cases)
     calls = {}
     for name in names:
@@ -155,6 +157,8 @@ def time_interleaved(cases: dict[str, Callable], repeats: int, warmup: int = 1, 
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
             synchronize(device)
+            if settle_seconds:
+                time.sleep(settle_seconds)
             start = time.perf_counter()
             for _ in range(calls[name]):
                 cases[name]()
@@ -722,9 +726,25 @@ def write_reports(results: list[dict], environment: dict, out_dir: str) -> dict[
     return paths
 
 
+MATMUL_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> dict:
+    """The CPU's model name and the matmul-relevant feature flags it reports (Linux /proc/cpuinfo), for the record."""
+    try:
+        text = open("/proc/cpuinfo", encoding="utf-8").read()
+    except OSError:
+        return {}
+    fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("flags", "").split())
+    return {"cpu_model": fields.get("model name", "unknown"),
+            "cpu_flags": [flag for flag in MATMUL_FLAGS if flag in flags]}
+
+
 def environment() -> dict:
     info = {"torch": torch.__version__, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), **cpu_description()}
     try:
         info["load_average"] = os.getloadavg()
     except OSError:

@@ -4,9 +4,11 @@
 config's architecture, so there is nothing to save or train); the model itself is untouched. Per block:
 
 * Token branch, pooling mixer after a one-group GroupNorm N(x) = γ·x̂ + β, x̂ = (x − μ)·ρ per sample: averaging a
-  constant gives it back (count_include_pad=False), so β cancels and pool(N(x)) − N(x) = γ·ρ·(pool(x) − x). The branch
-  is r·x + (ls·γ)·ρ·(pool(x) − x): one statistics pass (ρ), one pooling, one multiply-add; x̂ is never made. After a
-  channel LayerNorm x̂ varies per position and is made, but β still cancels and γ·ls is one scale.
+  constant gives it back (count_include_pad=False), so β cancels: the branch is r·x + (ls·γ)·(pool(x̂) − x̂), with
+  ls·γ one scale. The eager kernel goes further, pool(x̂) − x̂ = ρ·(pool(x) − x): one statistics pass, one pooling,
+  one multiply-add, x̂ never made. The traced graph (export, compile) makes x̂ with one normalization op instead, in
+  the form the target runtime fuses (`set_normalization_form`): runtimes fuse the scale, subtraction and residual
+  around the pooling, but not a separate statistics pass. After a channel LayerNorm x̂ varies per position.
 * Norm affines fold into the 1×1 conv (or linear) that reads the norm: W·(γ·x̂ + β) + b = (W·diag γ)·x̂ + (W·β + b)
   (the MLP's fc1, SepConv's first pointwise conv, attention's qkv); a downsampling conv takes γ only (its zero padding
   would not see β), so it folds only bias-free norms.
@@ -74,14 +76,23 @@ def _foldable_norm(norm: nn.Module) -> bool:
     return isinstance(norm, (GroupNorm1, ChannelLayerNorm))
 
 
+# How the per-sample statistics of a one-group GroupNorm are written in the traced graph. Both are (x − μ)/σ over
+# (C, H, W); each is the form one runtime fuses into a single normalization op in the map's own layout (measured, see
+# the README's Deployment section): ONNX Runtime fuses LayerNormalization; OpenVINO's CPU plugin turns the moments
+# pattern into its MVN, while its translation of layer_norm (and of group_norm) reshapes the map and adds layout
+# reorders around it.
+NORMALIZATION_FORMS = ("layer_norm", "moments")
+
+
 class Normalize(nn.Module):
     """x̂ of a one-group GroupNorm or a channel LayerNorm, without an affine (folded into the next layer); or, with
-    `weight` / `bias`, the affine it keeps."""
+    `weight` / `bias`, the affine it keeps. `form` (one of NORMALIZATION_FORMS) is how a one-group norm is traced."""
 
     def __init__(self, norm: nn.Module, weight: torch.Tensor | None = None, bias: torch.Tensor | None = None):
         super().__init__()
         self.per_position = isinstance(norm, ChannelLayerNorm)
         self.eps = norm.eps
+        self.form = "layer_norm"
         self.weight = None if weight is None else nn.Parameter(weight)
         self.bias = None if bias is None else nn.Parameter(bias)
 
@@ -89,7 +100,24 @@ class Normalize(nn.Module):
         if self.per_position:
             rows = F.layer_norm(x.permute(0, 2, 3, 1), x.shape[1:2], self.weight, self.bias, self.eps)
             return rows.permute(0, 3, 1, 2)
-        return F.group_norm(x, 1, self.weight, self.bias, self.eps)
+        if self.form == "moments":
+            centered = x - x.mean((1, 2, 3), keepdim=True)
+            normed = centered / torch.sqrt(centered.pow(2).mean((1, 2, 3), keepdim=True) + self.eps)
+        else:
+            normed = F.layer_norm(x, x.shape[1:], eps=self.eps)
+        if self.weight is not None:
+            normed = normed * self.weight.view(-1, 1, 1)
+        return normed if self.bias is None else normed + self.bias.view(-1, 1, 1)
+
+
+def set_normalization_form(module: nn.Module, form: str) -> nn.Module:
+    """Trace every one-group norm of a folded module in `form` (see NORMALIZATION_FORMS); returns `module`."""
+    if form not in NORMALIZATION_FORMS:
+        raise ValueError(f"form must be one of {NORMALIZATION_FORMS}; got {form!r}")
+    for layer in module.modules():
+        if isinstance(layer, Normalize):
+            layer.form = form
+    return module
 
 
 def _unfolded_norm(norm: nn.Module, weight=None, bias=None) -> nn.Module:
@@ -102,7 +130,7 @@ def _channel_scale(scale: torch.Tensor | None) -> nn.Parameter | None:
 
 # ---------------------------------------------------------------------------------------------------------- branches
 class PoolingBranch(nn.Module):
-    """r·x + s·(pool(x̂) − x̂), with s = ls·γ folded; after a one-group GroupNorm pool(x̂) − x̂ = ρ·(pool(x) − x)."""
+    """r·x + s·(pool(x̂) − x̂), with s = ls·γ folded (β cancels)."""
 
     def __init__(self, block: nn.Module):
         super().__init__()
@@ -123,10 +151,6 @@ class PoolingBranch(nn.Module):
             return pooling_mixing(x, SimpleNamespace(weight=None, bias=None, eps=self.normalize.eps), self.pool_size,
                                   self.scale.view(-1), res_scale)
         residual = x if self.res_scale is None else x * self.res_scale
-        if self.per_sample:
-            variance = torch.var(x, dim=(1, 2, 3), keepdim=True, correction=0)  # core ATen, unlike var_mean
-            scale = self.scale * torch.rsqrt(variance + self.normalize.eps)
-            return residual + scale * (self._pool(x) - x)
         normed = self.normalize(x)
         return residual + self.scale * (self._pool(normed) - normed)
 

@@ -113,3 +113,23 @@ def test_plot_title_names_the_machine():
     title = bench.plot_title({"torch": "2.14.1", "cpu_capability": "AVX2", "threads": 2})
     assert "CPU (AVX2, 2 threads)" in title and "torch 2.14.1" in title
     assert "NVIDIA H200" in bench.plot_title({"torch": "2.14.1", "cuda_device": "NVIDIA H200"})
+
+
+def test_deploy_section_times_both_exported_models_and_they_compute_our_function(models):
+    pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (the export extra)")
+    from poolformer_hf.export.deploy_benchmark import deploy_table, run_deploy
+
+    rows = run_deploy(models, batches=(1, 2), runtimes=("onnxruntime",), int8=False, resolution=64, repeats=1,
+                      log=lambda line: None)
+    assert {(row["impl"], row["batch"]) for row in rows} == {
+        (impl, batch) for impl in ("poolformer_hf", "transformers") for batch in (1, 2)}
+    assert max(row["max_abs_diff_vs_ours"] for row in rows) < 1e-4  # the same weights, exported the same way
+    table = deploy_table(rows)
+    assert table[2].startswith("| runtime | transformers b1 | ours b1 | × b1 |") and table[4].startswith("| onnxruntime |")
+
+
+def test_environment_records_the_cpu_and_its_matmul_features():
+    info = bench.environment()
+    assert info["threads"] == torch.get_num_threads() and "cpu_capability" in info
+    if "cpu_model" in info:  # Linux
+        assert set(info["cpu_flags"]) <= set(bench.MATMUL_FLAGS)

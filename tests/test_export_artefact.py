@@ -46,6 +46,27 @@ def test_onnx_folder_runs_on_onnx_runtime_at_other_shapes(tmp_path, model):
     (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert (torch.from_numpy(logits) - eager_logits(model, x)).abs().max().item() < 1e-4
     assert report["dynamic_axes"] == [0, 2, 3]
+    # Every norm is one LayerNormalization node, the op ONNX Runtime runs fused (README, Deployment).
+    ops = op_counts_onnx(tmp_path / "onnx" / "model.onnx")
+    assert ops["LayerNormalization"] == norm_layers(model) and "InstanceNormalization" not in ops
+
+
+def norm_layers(model) -> int:
+    """The folded module's norms: the one-group ones of the blocks (8 here) and the channel LayerNorms (5)."""
+    from poolformer_hf.inference import Normalize, fuse_for_inference
+    from poolformer_hf.layers import ChannelLayerNorm
+
+    folded = fuse_for_inference(model)
+    assert sum(isinstance(layer, Normalize) and not layer.per_position for layer in folded.modules()) == 8
+    return sum(isinstance(layer, (Normalize, ChannelLayerNorm)) for layer in folded.modules())
+
+
+def op_counts_onnx(path) -> dict[str, int]:
+    import collections
+
+    import onnx
+
+    return collections.Counter(node.op_type for node in onnx.load(str(path), load_external_data=False).graph.node)
 
 
 def test_openvino_folder_runs_in_float32_at_other_shapes(tmp_path, model):
@@ -57,6 +78,10 @@ def test_openvino_folder_runs_in_float32_at_other_shapes(tmp_path, model):
     x = pixels(batch=5, size=96, seed=3)
     logits = torch.from_numpy(compiled({0: x.numpy()})[0])
     assert (logits - eager_logits(model, x)).abs().max().item() < 1e-4
+    # Every norm reaches OpenVINO as one MVN on the map as it is (the moments form for the one-group norms; OpenVINO's
+    # translation of group_norm reshapes the map and reorders its layout around it).
+    ops = [op.get_type_name() for op in openvino.Core().read_model(str(tmp_path / "ov" / "openvino_model.xml")).get_ops()]
+    assert ops.count("MVN") == norm_layers(model) and "GroupNormalization" not in ops
 
 
 class _BrokenExport:

@@ -71,6 +71,20 @@ def test_folded_module_without_the_lean_kernels_gives_the_models_outputs(preset,
         assert_same_outputs(folded(pixels()), model(pixels()))
 
 
+@pytest.mark.parametrize("form", inference.NORMALIZATION_FORMS)
+@pytest.mark.parametrize("preset", ["poolformer_s12", "poolformerv2_s12", "identityformer_s12"])
+def test_every_normalization_form_gives_the_models_outputs(preset, form, monkeypatch):
+    # The forms the exporters trace for each runtime (identityformer: a norm that keeps its folded affine).
+    monkeypatch.setattr(inference, "kernels_run", lambda x, weight: False)
+    model = randomize_(PoolFormerForImageClassification(family_config(preset))).eval()
+    folded = inference.set_normalization_form(fuse_for_inference(model), form)
+    assert {layer.form for layer in folded.modules() if isinstance(layer, inference.Normalize)} == {form}
+    with torch.no_grad():
+        assert_same_outputs(folded(pixels()), model(pixels()))
+    with pytest.raises(ValueError, match="form must be one of"):
+        inference.set_normalization_form(folded, "group_norm")
+
+
 def test_folding_removes_the_norm_affines_and_layer_scales_of_poolformer_blocks():
     model = randomize_(PoolFormerForImageClassification(family_config("poolformer_s12"))).eval()
     folded = fuse_for_inference(model)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..inference import fuse_for_inference
+from ..inference import FoldedPoolFormer, fuse_for_inference, set_normalization_form
 from .photos import photo_pixels
 from .program import pixel_dynamic_shapes
 
@@ -21,6 +21,8 @@ _EXPORTERS = {  # format: (exporter, its config, the packages its runtime needs)
     "executorch": ("ExecutorchExporter", "ExecutorchConfig", ("executorch",)),
 }
 _PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
+# The form of the one-group norms each format's runtime fuses best (inference.NORMALIZATION_FORMS; README figures).
+NORMALIZATION_FORM = {"openvino": "moments"}
 REPORT_NAME = "export_report.json"
 
 
@@ -35,8 +37,12 @@ def missing_packages(format: str) -> list[str]:
 
 
 def build_export(format: str, module: torch.nn.Module, example: torch.Tensor, dynamic_size: bool | None):
-    """The transformers `ExportedModel` of `module` in `format`, its pixel axes dynamic (see `pixel_dynamic_shapes`)."""
+    """The transformers `ExportedModel` of `module` in `format`, its pixel axes dynamic (see `pixel_dynamic_shapes`).
+    A folded module (`fuse_for_inference`) is first set to trace its norms in the form that format's runtime fuses."""
     import transformers.exporters as exporters
+
+    if isinstance(module, FoldedPoolFormer):
+        set_normalization_form(module, NORMALIZATION_FORM.get(format, "layer_norm"))
 
     exporter_name, config_name, _ = _EXPORTERS[format]
     config = getattr(exporters, config_name)(

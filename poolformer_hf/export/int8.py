@@ -63,11 +63,17 @@ def quantize_int8(model, processor=None, calibration_photos: int = 32, pixels: t
     """The OpenVINO model of `model` (any head) with every conv and linear in int8, calibrated on
     `calibration_photos` photos through `processor` (the model's PoolFormerImageProcessor by default), or on
     `pixels` when given."""
-    import nncf
-
     if pixels is None:
         pixels = photo_pixels(processor or _default_processor(model), calibration_photos)
-    exported = build_export("openvino", fuse_for_inference(model.eval()), pixels[:2], dynamic_size=None)
+    return quantize_program(fuse_for_inference(model.eval()), pixels)
+
+
+def quantize_program(module: torch.nn.Module, pixels: torch.Tensor):
+    """`module` (a folded poolformer_hf module, or another library's model taking `pixel_values`) exported to
+    OpenVINO and quantized by NNCF, calibrated on `pixels` one image at a time."""
+    import nncf
+
+    exported = build_export("openvino", module, pixels[:2], dynamic_size=None)
     samples = [{"pixel_values": pixels[i : i + 1].numpy()} for i in range(len(pixels))]
     return nncf.quantize(exported.program, nncf.Dataset(samples), subset_size=len(samples),
                          model_type=None, preset=nncf.QuantizationPreset.PERFORMANCE)
