@@ -1,5 +1,5 @@
 """export_model: a folder that appears whole only after the exported program matched eager on real photos, with
-the processor config beside the program; ONNX Runtime and OpenVINO round trips from the written files."""
+the processor config beside the program; ONNX Runtime, OpenVINO and ExecuTorch round trips from the written files."""
 
 import json
 
@@ -82,6 +82,18 @@ def test_openvino_folder_runs_in_float32_at_other_shapes(tmp_path, model):
     # translation of group_norm reshapes the map and reorders its layout around it).
     ops = [op.get_type_name() for op in openvino.Core().read_model(str(tmp_path / "ov" / "openvino_model.xml")).get_ops()]
     assert ops.count("MVN") == norm_layers(model) and "GroupNormalization" not in ops
+
+
+def test_executorch_folder_runs_on_the_executorch_runtime_at_other_shapes(tmp_path, model):
+    pytest.importorskip("executorch", reason="ExecuTorch is not installed (the export extra)")
+    from executorch.runtime import Runtime
+
+    export_model(model, tmp_path / "et", "executorch", processor=processor(), photos=3)
+    check_folder(tmp_path / "et", ["model.pte"], model)
+    forward = Runtime.get().load_program(tmp_path / "et" / "model.pte").load_method("forward")
+    x = pixels(batch=5, size=96, seed=3)
+    (logits,) = forward.execute([x])
+    assert (logits - eager_logits(model, x)).abs().max().item() <= 1e-4
 
 
 class _BrokenExport:

@@ -1,13 +1,12 @@
 """transformers' own image-processor test mixin (`ImageProcessingTestMixin`) run against both of our processors.
 
-The mixin is not copied into this repository: it is read from the source distribution of the installed transformers
-version, fetched once with pip (`pip download --no-binary :all: --no-deps transformers==X`) into a cache folder
-(`$POOLFORMER_HF_TRANSFORMERS_SRC`, default `~/.cache/poolformer_hf/transformers-X`). Where it cannot be fetched
+The mixin is not copied into this repository: it comes from the source distribution of the installed transformers
+version, fetched and cached by `tests/transformers_tests.py` (as for the model mixins). Where it cannot be fetched
 (offline and not cached) the module is skipped, saying so.
 
 What differs from transformers' in-tree use, in one place:
 - the processor classes are ours (the tester's lookup goes by the test folder's name, which here is `tests`);
-- `fetch_hub_objects_for_ci` (a CI helper outside the sdist) is stood in for, and the COCO cats photograph that
+- `fetch_hub_objects_for_ci` (a CI helper outside the sdist) is stood in for there, and the COCO cats photograph that
   `test_backends_equivalence` downloads is replaced by scikit-image's cat photograph (`chelsea`): no network;
 - numpy's global generator is seeded, so the mixin's random images are the same on every run, and the backends
   may differ by 0.12 (the mixin's default is 0.1: see `backend_equivalence_atol`);
@@ -16,64 +15,19 @@ What differs from transformers' in-tree use, in one place:
   `_valid_processor_keys`; `size` is a `SizeDict`, not a dict).
 """
 
-import importlib.util
-import os
-import subprocess
-import sys
-import tarfile
-import tempfile
-import types
 import unittest
-from pathlib import Path
 
 import numpy as np
 import PIL.Image
-import pytest
 import skimage.data
-import transformers
 
 from poolformer_hf.image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
-
-
-COMMON_TESTS = "tests/test_image_processing_common.py"
-FETCH_TIMEOUT_S = 300
-
-
-def transformers_test_file(relative: str) -> Path:
-    """A file of the installed transformers version's source distribution, fetched with pip once and cached."""
-    version = transformers.__version__
-    default = Path.home() / ".cache" / "poolformer_hf" / f"transformers-{version}"
-    cache = Path(os.environ.get("POOLFORMER_HF_TRANSFORMERS_SRC", default))
-    target = cache / relative
-    if target.is_file():
-        return target
-    with tempfile.TemporaryDirectory() as download:
-        command = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--no-build-isolation",
-                   "--quiet", f"transformers=={version}", "-d", download]
-        try:
-            subprocess.run(command, check=True, capture_output=True, text=True, timeout=FETCH_TIMEOUT_S)
-        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as error:
-            output = getattr(error, "stderr", "") or ""
-            pytest.skip(f"network: cannot fetch transformers {version}'s sdist for its test mixins: {output[-300:]}",
-                        allow_module_level=True)
-        (archive,) = Path(download).glob("transformers-*.tar.gz")
-        member = f"transformers-{version}/{relative}"
-        with tarfile.open(archive) as tar:
-            data = tar.extractfile(member).read()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_suffix(".partial")
-    partial.write_bytes(data)
-    partial.replace(target)  # whole or absent, even if interrupted
-    return target
+from transformers_tests import load_or_skip
 
 
 def load_common_module():
-    sys.modules.setdefault("fetch_hub_objects_for_ci", types.SimpleNamespace(url_to_local_path=lambda url: url))
-    path = transformers_test_file(COMMON_TESTS)
-    spec = importlib.util.spec_from_file_location("transformers_test_image_processing_common", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_or_skip("test_image_processing_common")
     module.load_test_image = lambda url: PIL.Image.fromarray(skimage.data.chelsea())
     return module
 

@@ -1,4 +1,5 @@
-"""transformers' own test mixins (`ModelTesterMixin`, `ConfigTester`, `BackboneTesterMixin`, ...), importable here.
+"""transformers' own test mixins (`ModelTesterMixin`, `ConfigTester`, `BackboneTesterMixin`, `ImageProcessingTestMixin`,
+...), importable here: the one fetcher of transformers' test sources, for every test module that uses them.
 
 They come from the source distribution of the INSTALLED transformers version, fetched at test set-up with
 `pip download --no-binary :all: --no-deps transformers==X` and cached, extracted, in `.cache/transformers-tests/X/`
