@@ -7,11 +7,10 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
-from ..training.run import _setup_logging
+from ..training.run import setup_logging
 from ..training.splits import open_image
 from ..segmentation.arguments import DENSE_TRAINING_DEFAULTS, parse_with_defaults
-from ..segmentation.trainer import EpochSeededDataset
-from ..training.trainer import _DatasetEpoch
+from ..training.trainer import DatasetEpoch, EpochSeededDataset
 from .data import DetectionData, generated_shapes, load_coco
 from .metrics import mean_average_precision
 from .model import DETECTORS, build_detection_model, build_detection_processor
@@ -92,7 +91,7 @@ def build_data(args) -> DetectionData:
 
 def run(args, training_args, callbacks=None) -> dict:
     """Train and/or evaluate; returns the final metrics (train_*, eval_loss, eval_map*, reloaded_map)."""
-    _setup_logging(training_args)
+    setup_logging(training_args)
     set_seed(training_args.seed)
     data = build_data(args)
     image_size = args.image_size or data.image_size or 640
@@ -104,7 +103,7 @@ def run(args, training_args, callbacks=None) -> dict:
     trainer = Trainer(
         model=model, args=training_args, train_dataset=train_dataset,
         eval_dataset=DetectionDataset(data.validation, processor), data_collator=collate_detection,
-        processing_class=processor, callbacks=[_DatasetEpoch(train_dataset), *(callbacks or [])],
+        processing_class=processor, callbacks=[DatasetEpoch(train_dataset), *(callbacks or [])],
     )
     metrics = {}
     if training_args.do_train:

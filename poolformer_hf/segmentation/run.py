@@ -7,8 +7,8 @@ from pathlib import Path
 
 from transformers import Trainer, set_seed
 
-from ..training.run import _setup_logging
-from ..training.trainer import _DatasetEpoch
+from ..training.run import setup_logging
+from ..training.trainer import DatasetEpoch
 from .arguments import parse_arguments
 from .card import write_segmentation_card
 from .data import SegmentationData, check_split, generated_shapes, load_folder, load_hub_splits
@@ -53,7 +53,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     """Train and/or evaluate as the arguments say; returns the final metrics (train_*, eval_*, demo_mean_iou)."""
     from .. import PoolFormerSegmentationImageProcessor
 
-    _setup_logging(training_args)
+    setup_logging(training_args)
     set_seed(training_args.seed)
     data = build_data(data_args, model_args, training_args.seed)
     image_size = data_args.image_size or data.image_size or DEFAULT_IMAGE_SIZE
@@ -79,7 +79,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         processing_class=processor,
         compute_metrics=compute_metrics_fn(data.label_names, IGNORE_INDEX),
         preprocess_logits_for_metrics=predicted_label_maps,
-        callbacks=[_DatasetEpoch(train_dataset), *(callbacks or [])],
+        callbacks=[DatasetEpoch(train_dataset), *(callbacks or [])],
     )
     metrics = {}
     if training_args.do_train:
