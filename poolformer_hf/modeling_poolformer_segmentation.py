@@ -12,6 +12,7 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
+from transformers import initialization as init
 from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from .configuration_poolformer import PoolFormerConfig
@@ -166,6 +167,21 @@ class PoolFormerForSemanticSegmentation(PoolFormerPreTrainedModel):
             semantic_fpn_setting(config, "classifier_dropout"),
         )
         self.post_init()
+
+    def _init_weights(self, module):
+        """The backbone as the classifier's; the head's convs keep PyTorch's default (Kaiming-uniform weights with
+        a = √5, uniform biases, scaled by fan-in). The backbone's rule (truncated normal, std 0.02) on the head makes
+        a model trained from scratch predict the majority class for hundreds of steps and learn far slower, and so
+        does mmsegmentation's head init (Xavier / Kaiming fan-out / N(0, 0.01)); see the README's segmentation
+        section for the measurements."""
+        super()._init_weights(module)
+        # transformers initialises leaf modules only, so a conv is placed by the part of the model it sits in.
+        if isinstance(module, nn.Conv2d) and not any(module is conv for conv in self.backbone.modules()):
+            # nn.Conv2d.reset_parameters, through transformers' initialisers (they leave loaded weights alone).
+            init.kaiming_uniform_(module.weight, a=math.sqrt(5))
+            if module.bias is not None:
+                bound = 1 / math.sqrt(module.weight[0].numel())
+                init.uniform_(module.bias, -bound, bound)
 
     def get_input_embeddings(self) -> nn.Module:
         return self.backbone.get_input_embeddings()

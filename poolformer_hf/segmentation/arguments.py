@@ -32,7 +32,7 @@ DENSE_TRAINING_DEFAULTS = {
 TRAINING_DEFAULTS = {
     **DENSE_TRAINING_DEFAULTS,
     "output_dir": "outputs/poolformer-semantic-fpn-shapes",
-    "num_train_epochs": 20,
+    "num_train_epochs": 40,
     "per_device_train_batch_size": 16,
     "per_device_eval_batch_size": 32,
     "learning_rate": 2e-3,
@@ -77,7 +77,7 @@ class SegmentationDataArguments:
     crop_size: int | None = field(default=None, metadata={"help": "Training crop (default: --image_size)."})
     min_scale: float | None = field(
         default=None, metadata={"help": "Smallest random rescale ratio (default: the paper's 0.5; 0.75 for the "
-                                        "generated demo, whose 64 px shapes vanish at half size)."})
+                                        "generated demo, whose small shapes vanish at half size)."})
     max_scale: float | None = field(
         default=None, metadata={"help": "Largest random rescale ratio (default: the paper's 2.0; 1.25 for the demo)."})
     horizontal_flip: bool = field(default=True, metadata={"help": "Random horizontal flips (paper: on)."})

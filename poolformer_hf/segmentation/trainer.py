@@ -5,26 +5,8 @@ import torch
 from torch.nn import functional as F
 
 from ..metrics import load_metric
+from ..training.trainer import EpochSeededDataset
 from .data import SegmentationSplit
-
-
-class EpochSeededDataset(torch.utils.data.Dataset):
-    """A dataset whose random transforms draw, for item i in epoch e, from a generator seeded by (seed, e, i): an item
-    is augmented the same whichever worker reads it, and a resumed run draws what the uninterrupted one drew. The
-    Trainer callback `_DatasetEpoch` calls `set_epoch`."""
-
-    def __init__(self, length: int, seed: int = 0):
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def generator(self, index: int) -> torch.Generator:
-        state = np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]
-        return torch.Generator().manual_seed(int(state))
 
 
 class SegmentationDataset(EpochSeededDataset):

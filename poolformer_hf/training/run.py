@@ -25,7 +25,8 @@ SIZE_DEPENDENT_MIXERS = {"random_mixing", "spatial_fc"}
 logger = logging.getLogger(__name__)
 
 
-def _setup_logging(training_args) -> None:
+def setup_logging(training_args) -> None:
+    """Log lines to stdout; transformers' and this package's loggers at the run's level (every training run's)."""
     logging.basicConfig(
         format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
         datefmt="%m/%d/%Y %H:%M:%S",
@@ -64,7 +65,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
 
     `callbacks` are extra transformers.TrainerCallback objects handed to the Trainer.
     """
-    _setup_logging(training_args)
+    setup_logging(training_args)
     _log_launch(training_args)
     set_seed(training_args.seed)
     output_dir = training_args.output_dir

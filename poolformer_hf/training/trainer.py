@@ -14,24 +14,38 @@ from .mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
 from .splits import ImageSplit, open_image
 
 
-class ImageClassificationDataset(torch.utils.data.Dataset):
-    """Items {"pixel_values": transform(image), "labels": class id}; images are decoded when an item is read.
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """A dataset whose random transforms draw, for item i in epoch e, from a generator seeded by (seed, e, i), not
+    from torch's global one. So an item is augmented the same whichever process or worker reads it, and the global
+    generator (which Trainer checkpoints) is left to the model (stochastic depth) and to mixup: a run resumed from a
+    checkpoint then draws exactly what the uninterrupted run drew. `DatasetEpoch` tells it the epoch."""
 
-    With a `seed`, the random transform of item i in epoch e draws from its own generator seeded by (seed, e, i),
-    not from torch's global one. So an item is augmented the same whichever process or worker reads it, and
-    the global generator (which Trainer checkpoints) is left to the model (stochastic depth) and to mixup: a run
-    resumed from a checkpoint then draws exactly what the uninterrupted run drew.
-    """
-
-    def __init__(self, split: ImageSplit, transform: Callable, seed: int | None = None):
-        self.split, self.transform, self.seed = split, transform, seed
-        self.epoch = 0
+    def __init__(self, length: int, seed: int | None = 0):
+        self.length, self.seed, self.epoch = length, seed, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def __len__(self) -> int:
-        return len(self.split)
+        return self.length
+
+    def item_seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+
+    def generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.item_seed(index))
+
+
+class ImageClassificationDataset(EpochSeededDataset):
+    """Items {"pixel_values": transform(image), "labels": class id}; images are decoded when an item is read.
+
+    With a `seed`, the transform (torchvision's, which draws from torch's global generator) runs under that
+    generator forked and seeded by the item's (seed, epoch, index); without one it draws from the global generator.
+    """
+
+    def __init__(self, split: ImageSplit, transform: Callable, seed: int | None = None):
+        super().__init__(len(split), seed)
+        self.split, self.transform = split, transform
 
     def __getitem__(self, index: int) -> dict:
         image = open_image(self.split.images[index])
@@ -39,15 +53,15 @@ class ImageClassificationDataset(torch.utils.data.Dataset):
             pixel_values = self.transform(image)
         else:
             with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0]))
+                torch.manual_seed(self.item_seed(index))
                 pixel_values = self.transform(image)
         return {"pixel_values": pixel_values, "labels": self.split.labels[index]}
 
 
-class _DatasetEpoch(TrainerCallback):
+class DatasetEpoch(TrainerCallback):
     """Tell the training dataset the epoch before its data loader is iterated (resumed runs included)."""
 
-    def __init__(self, dataset: ImageClassificationDataset):
+    def __init__(self, dataset: EpochSeededDataset):
         self.dataset = dataset
 
     def on_epoch_begin(self, args, state, control, **kwargs):
@@ -105,8 +119,8 @@ class ImageClassificationTrainer(Trainer):
                 self.remove_callback(theirs)
                 self.add_callback(ours)
         self._forward_macs: dict[tuple[int, int], int] = {}
-        if isinstance(self.train_dataset, ImageClassificationDataset):
-            self.add_callback(_DatasetEpoch(self.train_dataset))
+        if isinstance(self.train_dataset, EpochSeededDataset):
+            self.add_callback(DatasetEpoch(self.train_dataset))
         self.label_smoothing = label_smoothing
         self.batch_mixer = batch_mixer
 
