@@ -344,3 +344,25 @@ def test_selective_checkpointing_of_the_plain_blocks_gives_the_same_gradients(co
         m(images(), labels=labels).loss.backward()
     for (name, a), b in zip(model.named_parameters(), selective.parameters()):
         assert close(a.grad, b.grad), name
+
+
+def test_inference_stores_the_strided_conv_weights_channels_last_and_training_still_works():
+    from poolformer_hf.modeling_poolformer import Downsample, Stem
+
+    model = randomize_(PoolFormerForImageClassification(tiny_config())).eval()
+    convs = [module.conv for module in model.modules() if isinstance(module, (Stem, Downsample))]
+    pixels = images()
+    expected = plain_copy(model)(pixels).logits.detach()
+    with torch.inference_mode():
+        logits = model(pixels).logits
+    assert all(conv.weight.is_contiguous(memory_format=torch.channels_last) for conv in convs)
+    assert close(logits, expected)
+    # The swapped weights are normal tensors: gradients flow as through the plain modules.
+    reference = plain_copy(model)
+    model(pixels).logits.sum().backward()
+    reference(pixels).logits.sum().backward()
+    for conv, plain in zip(convs, [m.conv for m in reference.modules() if isinstance(m, (Stem, Downsample))]):
+        assert close(conv.weight.grad, plain.weight.grad)
+    set_kernels(model, None)
+    assert all(conv.weight.is_contiguous() for conv in convs)
+    assert model.eval()(pixels).logits.is_contiguous()
