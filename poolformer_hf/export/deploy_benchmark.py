@@ -37,12 +37,9 @@ def _exported_case(runtime: str, module: torch.nn.Module, pixels: torch.Tensor):
     return lambda x: exported(pixel_values=x).logits
 
 
-def _int8_case(module: torch.nn.Module, pixels: torch.Tensor):
+def _int8_case(module: torch.nn.Module, calibration: torch.Tensor):
     from .int8 import compile_openvino, quantize_program
-    from .photos import photo_pixels
-    from ..image_processing_poolformer import PoolFormerImageProcessor
 
-    calibration = photo_pixels(PoolFormerImageProcessor(), 8)
     compiled = compile_openvino(quantize_program(module, calibration))
     request = compiled.create_infer_request()
     return lambda x: torch.from_numpy(np.asarray(request.infer({"pixel_values": x.numpy()})[0]))
@@ -62,8 +59,12 @@ def run_deploy(models: dict, batches=(1, 8), runtimes=None, int8: bool = True, r
         for impl, module in modules.items():
             exported[(impl, runtime)] = _exported_case(runtime, module(), sample)
     if int8:
+        from ..image_processing_poolformer import PoolFormerImageProcessor
+        from .photos import photo_pixels
+
+        calibration = photo_pixels(PoolFormerImageProcessor(), 8)  # the same photos for both
         for impl, module in modules.items():
-            exported[(impl, "openvino-int8")] = _int8_case(module(), sample)
+            exported[(impl, "openvino-int8")] = _int8_case(module(), calibration)
     results = []
     for batch in batches:
         pixels = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(batch))
