@@ -21,8 +21,10 @@ whenever torch is compiling or exporting, and for dtypes, devices and autocast t
 
 The module returns the output class of the model it was folded from, without `hidden_states`:
 `BaseModelOutputWithPoolingAndNoAttention(last_hidden_state, pooler_output)` for `PoolFormerModel`,
-`ImageClassifierOutputWithNoAttention(logits)` for the classifier, `BackboneOutput(feature_maps)` for the backbone.
-Its feature maps are NCHW-contiguous whatever the input's memory format.
+`ImageClassifierOutputWithNoAttention(logits)` for the classifier, `BackboneOutput(feature_maps)` for the backbone,
+`SemanticSegmenterOutput(logits)` for the Semantic FPN (its backbone folded, its neck and head copied as they are).
+Its feature maps are NCHW-contiguous whatever the input's memory format. Pixel values are cast to the module's dtype
+(float32 pixels from the image processor feed a bfloat16 module as they are).
 """
 
 import copy
@@ -35,6 +37,7 @@ from transformers.modeling_outputs import (
     BackboneOutput,
     BaseModelOutputWithPoolingAndNoAttention,
     ImageClassifierOutputWithNoAttention,
+    SemanticSegmenterOutput,
 )
 
 from .kernels import conv2d, kernels_run, mlp_mixing, pointwise_conv, pooling_mixing
@@ -248,7 +251,7 @@ def _fold_stage(stage: nn.Module) -> nn.Sequential:
 # ---------------------------------------------------------------------------------------------------------- models
 def _without_dropout(module: nn.Module) -> nn.Module:
     for name, child in module.named_children():
-        if isinstance(child, nn.Dropout):
+        if isinstance(child, nn.modules.dropout._DropoutNd):  # nn.Dropout, and the segmentation head's Dropout2d
             setattr(module, name, nn.Identity())
         else:
             _without_dropout(child)
@@ -256,14 +259,19 @@ def _without_dropout(module: nn.Module) -> nn.Module:
 
 
 class FoldedPoolFormer(nn.Module):
-    """The folded body (stem, stages) and what the head it came from adds: the pooled embedding, the classifier or
-    the backbone's normalized feature maps. Inference only: no dropout, no stochastic depth, frozen weights."""
+    """The folded body (stem, stages) and what the head it came from adds: the pooled embedding, the classifier, the
+    backbone's normalized feature maps, or those through the Semantic FPN's neck and head (copied, not folded).
+    Inference only: no dropout, no stochastic depth, frozen weights, and `train()` keeps it in eval mode (the
+    head's BatchNorms keep their running statistics)."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         from .modeling_poolformer import PoolFormerBackbone, PoolFormerForImageClassification
+        from .modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
 
-        base = model.base_model
+        segmentation = isinstance(model, PoolFormerForSemanticSegmentation)
+        body = model.backbone if segmentation else model
+        base = body.base_model
         self.config = model.config
         # The layout the body runs in. ExecuTorch's portable kernels want contiguous maps (see `export`).
         self.memory_format = torch.channels_last
@@ -272,18 +280,27 @@ class FoldedPoolFormer(nn.Module):
         self.norm = copy.deepcopy(base.norm) if base.norm is not None else None
         self.classifier = None
         self.feature_norms = None
+        self.neck = self.decode_head = None
         if isinstance(model, PoolFormerForImageClassification):
             self.classifier = _without_dropout(copy.deepcopy(model.classifier))
-        elif isinstance(model, PoolFormerBackbone):
-            self.out_features = list(model.out_features)
-            self.feature_norms = copy.deepcopy(model.hidden_states_norms)
+        elif isinstance(body, PoolFormerBackbone):
+            self.out_features = list(body.out_features)
+            self.feature_norms = copy.deepcopy(body.hidden_states_norms)
+        if segmentation:
+            self.neck = copy.deepcopy(model.neck)
+            self.decode_head = _without_dropout(copy.deepcopy(model.decode_head))
+
+    def train(self, mode: bool = True) -> "FoldedPoolFormer":
+        return super().train(False)
 
     def features(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
         """The map after the stem and after every stage, by the backbone's stage names."""
         from .modeling_poolformer import check_pixel_values
 
         check_pixel_values(pixel_values, self.config)
-        hidden = self.stem(pixel_values.contiguous(memory_format=self.memory_format))
+        # Cast to the module's precision (fuse_for_inference's `dtype`): a no-op when it is already the input's.
+        pixel_values = pixel_values.to(self.stem.conv.weight.dtype).contiguous(memory_format=self.memory_format)
+        hidden = self.stem(pixel_values)
         maps = {"stem": hidden}
         for index, stage in enumerate(self.stages, start=1):
             hidden = maps[f"stage{index}"] = stage(hidden)
@@ -297,8 +314,10 @@ class FoldedPoolFormer(nn.Module):
     def forward(self, pixel_values: torch.Tensor):
         maps = self.features(pixel_values)
         if self.feature_norms is not None:
-            return BackboneOutput(feature_maps=tuple(
-                self.feature_norms[name](maps[name]).contiguous() for name in self.out_features))
+            feature_maps = tuple(self.feature_norms[name](maps[name]).contiguous() for name in self.out_features)
+            if self.decode_head is not None:
+                return SemanticSegmenterOutput(logits=self.decode_head(self.neck(feature_maps)))
+            return BackboneOutput(feature_maps=feature_maps)
         last = maps[f"stage{len(self.stages)}"]
         pooled = self.pool(last) if self.norm is not None else None
         if self.classifier is not None:
@@ -308,15 +327,21 @@ class FoldedPoolFormer(nn.Module):
 
 def fuse_for_inference(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
     """A frozen, folded, channels-last `FoldedPoolFormer` built from a poolformer_hf model of any head (base,
-    classifier, backbone); `model` itself is untouched. See the module docstring for the folding and the outputs.
+    classifier, backbone, semantic segmentation); `model` itself is untouched. See the module docstring for the
+    folding and the outputs.
 
-    The folding is done in the model's precision, then the module is cast to `dtype` if given. `compile=True` wraps
-    it in `torch.compile`. Fold again after further training of `model`.
+    The folding is done in the model's precision, then the module is cast to `dtype` if given; it casts its input to
+    that dtype too. `compile=True` wraps it in `torch.compile`. Fold again after further training of `model`.
     """
-    from .modeling_poolformer import PoolFormerPreTrainedModel
+    from .modeling_poolformer import PoolFormerForImageClassification, PoolFormerModel
+    from .modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
 
-    if not isinstance(model, PoolFormerPreTrainedModel):
-        raise TypeError(f"fuse_for_inference expects a poolformer_hf model, got {type(model).__name__}")
+    # PoolFormerBackbone is a PoolFormerModel; a head of another library on our backbone (UperNet, a detector) is not
+    if not isinstance(model, (PoolFormerModel, PoolFormerForImageClassification, PoolFormerForSemanticSegmentation)):
+        raise TypeError(
+            "fuse_for_inference expects a poolformer_hf model: PoolFormerModel, PoolFormerForImageClassification, "
+            f"PoolFormerBackbone or PoolFormerForSemanticSegmentation; got {type(model).__name__}"
+        )
     folded = FoldedPoolFormer(model).eval()
     if dtype is not None:
         folded = folded.to(dtype)

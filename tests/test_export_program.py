@@ -7,7 +7,8 @@ import torch
 from poolformer_hf import PoolFormerBackbone, PoolFormerForImageClassification, PoolFormerModel, fuse_for_inference
 from poolformer_hf.export import export_program, pixel_dynamic_shapes
 from tests.conftest import randomize_
-from tests.test_inference import FAMILIES, HEADS, SIZE, assert_same_outputs, family_config, pixels
+from tests.test_inference import (FAMILIES, HEADS, SIZE, assert_same_outputs, family_config, pixels,
+                                  relative_difference, semantic_fpn)
 
 FIXED_SIZE = {"randformer_s12", "hybrid_pool_spatial_fc_s12"}
 
@@ -73,3 +74,13 @@ def test_the_classifier_program_keeps_the_models_output_type():
     model = randomize_(PoolFormerForImageClassification(small_config("poolformer_s12"))).eval()
     program = export_program(fuse_for_inference(model), pixels())
     assert type(program.module()(pixel_values=pixels())) is type(model(pixels()))
+
+
+def test_exported_folded_semantic_fpn_gives_eager_logits_at_other_shapes():
+    model = semantic_fpn("poolformer_s12")
+    program = export_program(fuse_for_inference(model), pixels())
+    x = pixels(batch=3, size=72, seed=1)  # the head resizes its odd-sized coarse levels to the finest one's size
+    with torch.no_grad():
+        actual, expected = program.module()(pixel_values=x), model(x)
+    assert type(actual) is type(expected) and actual.logits.shape == expected.logits.shape == (3, 4, 18, 18)
+    assert relative_difference(actual.logits, expected.logits) < 1e-5

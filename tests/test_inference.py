@@ -4,12 +4,14 @@ the eager lean kernels and through the plain ops that tracing sees."""
 import pytest
 import torch
 from torch import nn
-from transformers import PreTrainedModel
+from transformers import PreTrainedModel, UperNetConfig, UperNetForSemanticSegmentation
+from transformers.modeling_outputs import SemanticSegmenterOutput
 
 from poolformer_hf import (
     PoolFormerBackbone,
     PoolFormerConfig,
     PoolFormerForImageClassification,
+    PoolFormerForSemanticSegmentation,
     PoolFormerModel,
     fuse_for_inference,
 )
@@ -122,9 +124,64 @@ def test_gradients_reach_the_input_through_the_folded_module():
     assert max_abs_diff(x.grad, reference.grad) < 1e-4
 
 
-def test_fuse_for_inference_rejects_other_models():
-    with pytest.raises(TypeError, match="poolformer_hf model"):
+STAGES = ["stage1", "stage2", "stage3", "stage4"]
+
+
+def semantic_fpn(preset: str) -> PoolFormerForSemanticSegmentation:
+    """A tiny Semantic FPN with O(1) random weights and BatchNorm statistics far from (0, 1), in eval mode."""
+    config = family_config(preset, out_features=STAGES)
+    config.fpn_hidden_size, config.decode_head_hidden_size = 16, 8  # head fields: not preset overrides
+    model = randomize_(PoolFormerForSemanticSegmentation(config))
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.normal_(0, 0.5, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    return model.eval()
+
+
+def relative_difference(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    return max_abs_diff(actual, expected) / expected.abs().max().item()
+
+
+@pytest.mark.parametrize("lean", [True, False], ids=["lean_kernels", "plain_ops"])
+@pytest.mark.parametrize("preset", ["poolformer_s12", "poolformerv2_s12", "caformer_s18"])
+def test_folded_semantic_fpn_gives_the_models_logits(preset, lean, monkeypatch):
+    # The backbone folded, the FPN neck and head copied: the logits within 1e-5 of the largest, lean kernels or not.
+    if not lean:
+        monkeypatch.setattr(inference, "kernels_run", lambda x, weight: False)
+    model = semantic_fpn(preset)
+    folded = fuse_for_inference(model)
+    x = pixels(size=72)  # not a multiple of 32: the head resizes the coarse levels to the finest one's size
+    with torch.no_grad():
+        actual, expected = folded(x), model(x)
+    assert type(actual) is SemanticSegmenterOutput and actual.loss is None and actual.hidden_states is None
+    assert actual.logits.shape == expected.logits.shape == (2, 4, 18, 18)
+    assert relative_difference(actual.logits, expected.logits) < 1e-5
+
+
+def test_the_folded_semantic_fpn_stays_in_eval_mode_without_dropout():
+    model = semantic_fpn("poolformer_s12")
+    folded = fuse_for_inference(model)
+    assert not any(isinstance(module, nn.modules.dropout._DropoutNd) for module in folded.modules())
+    statistics = [buffer.clone() for buffer in folded.buffers()]
+    folded.train()  # a frozen inference module: its BatchNorms keep using (and keep) their running statistics
+    assert not any(module.training for module in folded.modules())
+    with torch.no_grad():
+        assert relative_difference(folded(pixels()).logits, model(pixels()).logits) < 1e-5
+    assert all(torch.equal(before, after) for before, after in zip(statistics, folded.buffers(), strict=True))
+
+
+def test_fuse_for_inference_rejects_other_models_naming_the_ones_it_folds():
+    supported = "PoolFormerModel, PoolFormerForImageClassification, PoolFormerBackbone or PoolFormerForSemanticSegmentation"
+    with pytest.raises(TypeError, match=f"expects a poolformer_hf model: {supported}; got Linear"):
         fuse_for_inference(nn.Linear(2, 2))
+    # transformers' UperNet on our backbone is transformers' model, not ours
+    backbone = family_config("poolformer_s12", out_features=STAGES)
+    upernet = UperNetForSemanticSegmentation(UperNetConfig(backbone_config=backbone, hidden_size=8,
+                                                           auxiliary_channels=8, num_labels=3))
+    with pytest.raises(TypeError, match="got UperNetForSemanticSegmentation"):
+        fuse_for_inference(upernet)
 
 
 def test_bfloat16_folding_keeps_every_parameter_bfloat16_and_stays_close():
@@ -135,9 +192,21 @@ def test_bfloat16_folding_keeps_every_parameter_bfloat16_and_stays_close():
         expected = model(pixels()).logits
         lean = folded(pixels(dtype=torch.bfloat16)).logits
         plain = torch.compile(folded, fullgraph=True, backend="eager")(pixels(dtype=torch.bfloat16)).logits
-    assert lean.dtype == plain.dtype == torch.bfloat16
-    for logits in (lean, plain):
+        # float32 pixels (what the image processor makes) are cast to the module's dtype on the way in
+        from_float32 = folded(pixels()).logits
+        assert torch.equal(from_float32, folded(pixels().to(torch.bfloat16)).logits)
+    assert lean.dtype == plain.dtype == from_float32.dtype == torch.bfloat16
+    for logits in (lean, plain, from_float32):
         assert max_abs_diff(logits, expected) < 0.05 * expected.abs().max().item()
+
+
+def test_a_float32_module_takes_bfloat16_pixels_in_float32():
+    model = randomize_(PoolFormerForImageClassification(family_config("poolformer_s12"))).eval()
+    with torch.no_grad():
+        logits = fuse_for_inference(model)(pixels().to(torch.bfloat16)).logits
+        expected = model(pixels().to(torch.bfloat16).float()).logits
+    assert logits.dtype == torch.float32
+    assert max_abs_diff(logits, expected) < 1e-4
 
 
 def test_folded_module_compiles_without_graph_breaks():
