@@ -321,6 +321,103 @@ def run_training(models: dict, batches=(16, 32), repeats: int = 3, device=torch.
     return results
 
 
+# ------------------------------------------------------------------------------------------------------ composition
+LORA_TARGETS = r".*\.mlp\.fc[12]"  # scripts/train.py's default for PoolFormer v1: the MLP's 1×1 convs
+
+
+def lora_model(model, rank: int = 8):
+    """A copy of `model` with PEFT's LoRA (rank `rank`, alpha 2·rank) on the MLP convs and the classifier trained."""
+    import copy
+
+    import peft
+
+    config = peft.LoraConfig(r=rank, lora_alpha=2 * rank, target_modules=LORA_TARGETS, modules_to_save=["classifier"],
+                             init_lora_weights=False)  # B ≠ 0: the adapter changes the outputs it is timed on
+    return peft.get_peft_model(copy.deepcopy(model), config)
+
+
+def dispatch_seconds(model, pixels: torch.Tensor, calls: int = 200) -> float:
+    """Seconds per forward that the kernel layer's call-time checks take: every kernel layer's tree check and
+    per-call check (`kernels.dispatch`), timed alone, as often as one forward makes them."""
+    from .kernels import PLANS, dispatch
+
+    checks = [(PLANS[forward.__func__], module) for module in model.modules()
+              if getattr(forward := module.__dict__.get("forward"), "__func__", None) in PLANS]
+    weight = next(model.parameters())
+    start = time.perf_counter()
+    for _ in range(calls):
+        for plan, module in checks:
+            plan(module)
+            dispatch.environment(pixels, weight)
+    return (time.perf_counter() - start) / calls
+
+
+def run_composition(models: dict, batches=(1, 32), train_batch: int = 16, repeats: int = 5,
+                    device=torch.device("cpu"), log=print) -> list[dict]:
+    """The kernels under PEFT's LoRA: inference of the default model, the plain modules, LoRA (unmerged) and LoRA
+    merged (`merge_and_unload`), with earlier revisions of the default model beside them; a LoRA training step with
+    the kernels and with the plain modules; and the cost of the call-time dispatch checks per forward."""
+    import copy
+
+    rows = []
+    ours = models["poolformer_hf"]
+    adapted = lora_model(ours).eval()
+    merged = copy.deepcopy(adapted).merge_and_unload().eval()
+    cases_models = {"poolformer_hf": ours, "poolformer_hf plain": set_kernels(copy.deepcopy(ours), None),
+                    "poolformer_hf+LoRA": adapted, "poolformer_hf+LoRA plain": set_kernels(copy.deepcopy(adapted), None),
+                    "poolformer_hf+LoRA merged": merged,
+                    **{impl: model for impl, model in models.items() if is_ours(impl) and impl != "poolformer_hf"}}
+    for batch in batches:
+        pixels = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch)).to(device)
+
+        def forward(model):
+            def call():
+                with torch.no_grad():
+                    return model(pixel_values=pixels)
+            return call
+
+        samples = time_interleaved({name: forward(model.to(device)) for name, model in cases_models.items()},
+                                   repeats, device=device)
+        for name, times in samples.items():
+            rows.append({"section": "composition", "kind": "inference", "impl": name, "batch": batch,
+                         **summarize(times, batch)})
+            log(f"composition inference batch {batch:3d} {name:28s} {rows[-1]['images_per_s']:7.2f} img/s")
+        seconds = statistics.median(dispatch_seconds(ours, pixels) for _ in range(repeats))
+        rows.append({"section": "composition", "kind": "dispatch", "impl": "poolformer_hf", "batch": batch,
+                     "dispatch_s": seconds})
+        log(f"composition dispatch checks per forward: {seconds * 1e6:.0f} µs")
+    training = {"poolformer_hf+LoRA": lora_model(ours), "poolformer_hf+LoRA plain": set_kernels(lora_model(ours), None)}
+    steps = {name: training_step("poolformer_hf", model.to(device), train_batch, device=device)
+             for name, model in training.items()}
+    for name, times in time_interleaved(steps, repeats, warmup=1, min_seconds=0.0, device=device).items():
+        rows.append({"section": "composition", "kind": "training", "impl": name, "batch": train_batch,
+                     **summarize(times, train_batch)})
+        log(f"composition LoRA training batch {train_batch:3d} {name:28s} {rows[-1]['images_per_s']:7.2f} img/s")
+    return rows
+
+
+def composition_table(results: list[dict]) -> list[str]:
+    rows = [row for row in results if row["section"] == "composition"]
+    if not rows:
+        return []
+    lines = ["**The kernels under PEFT's LoRA** (S12, 224², rank 8 on the MLP convs + classifier; images/s, median)", "",
+             "| case | batch | images/s | × poolformer_hf |", "|---|---:|---:|---:|"]
+    for kind in ("inference", "training"):
+        for row in (r for r in rows if r["kind"] == kind):
+            base_name = "poolformer_hf" if kind == "inference" else "poolformer_hf+LoRA plain"
+            base = next(r for r in rows if r["kind"] == kind and r["impl"] == base_name and r["batch"] == row["batch"])
+            label = f"{row['impl']}{' training step' if kind == 'training' else ''}"
+            ratio = row["images_per_s"] / base["images_per_s"]
+            lines.append(f"| {label} | {row['batch']} | {row['images_per_s']:.2f} | "
+                         f"{ratio:.2f}×{' (of plain)' if kind == 'training' else ''} |")
+    for row in (r for r in rows if r["kind"] == "dispatch"):
+        forward = next(r for r in rows if r["kind"] == "inference" and r["impl"] == "poolformer_hf"
+                       and r["batch"] == row["batch"])
+        lines.append(f"| dispatch checks of one forward | {row['batch']} | {row['dispatch_s'] * 1e6:.0f} µs | "
+                     f"{row['dispatch_s'] / forward['median_s']:.2%} of it |")
+    return lines + [""]
+
+
 # ------------------------------------------------------------------------------------------------------ memory
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as handle:
@@ -615,6 +712,7 @@ def markdown_table(results: list[dict]) -> str:
             lines.append(f"| {resolution}² | " + " | ".join(cells) + " |")
         lines.append("")
     lines += dense_table(results)
+    lines += composition_table(results)
     return "\n".join(lines)
 
 

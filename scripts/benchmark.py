@@ -5,6 +5,7 @@
     python scripts/benchmark.py --quick              # a few minutes: fewer repeats, batch 32 fp32 only, no scaling
     python scripts/benchmark.py --sections inference training --repeats 7 --out bench/
     python scripts/benchmark.py --sections dense     # Semantic FPN vs UperNet on S12, 512², batch 1 and 8
+    python scripts/benchmark.py --sections composition  # LoRA (unmerged, merged, training) and the dispatch cost
     python scripts/benchmark.py --deploy             # exported: ONNX Runtime and OpenVINO, ours vs transformers'
 
 Writes benchmark.json (every sample), benchmark.md (the README tables) and benchmark.png (needs matplotlib) to --out.
@@ -23,7 +24,7 @@ import torch  # noqa: E402
 from poolformer_hf import benchmarking as bench  # noqa: E402
 from poolformer_hf.export.deploy_benchmark import run_deploy  # noqa: E402
 
-SECTIONS = ("inference", "training", "memory", "scaling", "dense", "deploy")
+SECTIONS = ("inference", "training", "memory", "scaling", "dense", "composition", "deploy")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -81,6 +82,10 @@ def main() -> None:
                                              device=device),
         # Semantic FPN beside transformers' UperNet on the S12 backbone, 512², batch 1 and 8.
         "dense": lambda: bench.run_dense(repeats=max(2, repeats // 2), device=device),
+        # The kernels under PEFT's LoRA: inference (adapter unmerged and merged) and a LoRA training step beside the
+        # plain modules, and the call-time dispatch checks' cost per forward.
+        "composition": lambda: bench.run_composition(models, batches=tuple(args.batch_sizes or (1, 32)),
+                                                     train_batch=train_batches[0], repeats=repeats, device=device),
         "deploy": lambda: run_deploy(models, batches=tuple(args.batch_sizes or (1, 8)), int8=not args.no_int8,
                                      repeats=repeats),
     }

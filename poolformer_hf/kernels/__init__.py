@@ -33,11 +33,12 @@ environment variable POOLFORMER_HF_KERNELS is 0 / off / false / none.
 
 import os
 from functools import partial
-from types import MethodType
+from types import MethodType, SimpleNamespace
 
 import torch
 from torch import nn
 
+from . import dispatch
 from .branches import mlp_mixing, pooling_mixing
 from .gemm import conv2d, pointwise_conv
 
@@ -57,14 +58,9 @@ def default_kernels() -> str | None:
 
 
 def kernels_run(x: torch.Tensor, weight: torch.Tensor) -> bool:
-    """Whether a kernel forward runs on input `x` for a layer whose weights are `weight` (see the module docstring)."""
-    if torch.compiler.is_compiling() or torch.compiler.is_exporting():
-        return False
-    if torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing():
-        return False
-    if x.device.type != "cpu" or x.dtype != weight.dtype:
-        return False
-    return not torch.is_autocast_enabled("cpu")
+    """Whether a kernel forward may run on input `x` for a layer whose weights are `weight` (the per-call conditions
+    of `dispatch.environment`; the module tree is checked by each kernel forward)."""
+    return dispatch.environment(x, weight) is None
 
 
 def _scale_of(module: nn.Module) -> torch.Tensor | None:
@@ -79,55 +75,75 @@ def _sample_scale(block, x: torch.Tensor) -> torch.Tensor | None:
 
 
 # ----------------------------------------------------------------------------------------------- kernel forwards
+# Each first asks `dispatch` whether the sub-tree it computes is still the one it was written for (else the layer's
+# own forward runs: the class's, so transformers' activation checkpointing and FSDP's hooks still apply).
 def _poolformer_block(block, x: torch.Tensor) -> torch.Tensor:
-    if not kernels_run(x, block.mlp.fc1.weight):
-        return type(block).forward(block, x)  # the class's forward, with transformers' activation checkpointing
+    plan = dispatch.poolformer_block(block)
+    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
+        return type(block).forward(block, x)
     if block.gradient_checkpointing and block.training and torch.is_grad_enabled():
-        return block._gradient_checkpointing_func(partial(_lean_poolformer_block, block), x)
-    return _lean_poolformer_block(block, x)
+        return block._gradient_checkpointing_func(partial(_lean_poolformer_block, block, plan), x)
+    return _lean_poolformer_block(block, plan, x)
 
 
-def _lean_poolformer_block(block, x: torch.Tensor) -> torch.Tensor:
+def _lean_poolformer_block(block, plan, x: torch.Tensor) -> torch.Tensor:
+    fc1, fc2 = plan
     y = pooling_mixing(x, block.norm1, block.token_mixer.pool_size, _scale_of(block.layer_scale1),
                        _scale_of(block.res_scale1), _sample_scale(block, x))
-    return mlp_mixing(y, block.norm2, block.mlp, _scale_of(block.layer_scale2), _scale_of(block.res_scale2),
-                      _sample_scale(block, y))
+    return mlp_mixing(y, block.norm2, SimpleNamespace(fc1=fc1, fc2=fc2), _scale_of(block.layer_scale2),
+                      _scale_of(block.res_scale2), _sample_scale(block, y))
 
 
 def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
-    if not kernels_run(x, mlp.fc1.weight):
+    plan = dispatch.mlp(mlp)
+    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
         return type(mlp).forward(mlp, x)
-    return pointwise_conv(mlp.fc2, mlp.act(pointwise_conv(mlp.fc1, x)))
+    fc1, fc2 = plan
+    return pointwise_conv(fc2, mlp.act(pointwise_conv(fc1, x)))
 
 
 def _sepconv(mixer, x: torch.Tensor) -> torch.Tensor:
-    if not kernels_run(x, mixer.pwconv1.weight):
+    plan = dispatch.sepconv(mixer)
+    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
         return type(mixer).forward(mixer, x)
-    hidden = mixer.act1(pointwise_conv(mixer.pwconv1, x))
-    return pointwise_conv(mixer.pwconv2, conv2d(mixer.dwconv, hidden))
+    pwconv1, dwconv, pwconv2 = plan
+    return pointwise_conv(pwconv2, conv2d(dwconv, mixer.act1(pointwise_conv(pwconv1, x))))
 
 
 def _stem(stem, x: torch.Tensor) -> torch.Tensor:
-    if not kernels_run(x, stem.conv.weight):
+    plan = dispatch.patch_conv(stem)
+    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
         return type(stem).forward(stem, x)
-    _store_channels_last(stem.conv)
-    return stem.norm(conv2d(stem.conv, x))
+    _store_channels_last(plan[0])
+    return stem.norm(conv2d(plan[0], x))
 
 
 def _downsample(downsample, x: torch.Tensor) -> torch.Tensor:
-    if not kernels_run(x, downsample.conv.weight):
+    plan = dispatch.patch_conv(downsample)
+    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
         return type(downsample).forward(downsample, x)
-    _store_channels_last(downsample.conv)
-    return conv2d(downsample.conv, downsample.norm(x))
+    _store_channels_last(plan[0])
+    return conv2d(plan[0], downsample.norm(x))
 
 
-def _store_channels_last(conv: nn.Conv2d) -> None:
+PLANS = {_poolformer_block: dispatch.poolformer_block, _mlp: dispatch.mlp, _sepconv: dispatch.sepconv,
+         _stem: dispatch.patch_conv, _downsample: dispatch.patch_conv}
+dispatch.KERNEL_FORWARDS.update(PLANS)
+describe = dispatch.describe
+
+
+def _store_channels_last(conv) -> None:
     """In inference, keep the weight of a conv that runs on channels-last maps channels-last too: oneDNN otherwise
     copies and reorders it on every call (S12 at batch 1: 28.8 → 25.1 ms per image). Outside autograd only, so no
     training graph sees the swap; the tensor is made in normal mode even under inference_mode, so the model can train
-    afterwards; `set_kernels(model, None)` stores it contiguous again."""
+    afterwards; `set_kernels(model, None)` stores it contiguous again. Only a module's own parameter (not a folded
+    adapter weight, nor a view into a buffer that someone else manages, such as FSDP's all-gathered parameters)."""
+    if not isinstance(conv, nn.Conv2d):
+        return
     weight = conv.weight
     if torch.is_grad_enabled() or weight.is_contiguous(memory_format=torch.channels_last):
+        return
+    if type(weight) is not nn.Parameter or weight._base is not None:
         return
     with torch.inference_mode(False):
         weight.data = weight.data.contiguous(memory_format=torch.channels_last)
@@ -174,7 +190,8 @@ def set_kernels(model: nn.Module, kernels: str | None = "cpu") -> nn.Module:
     if kernels is not None and kernels not in KERNEL_SETS:
         raise ValueError(f"kernels must be one of {list(KERNEL_SETS)} or None, got {kernels!r}")
     for module in model.modules():
-        module.__dict__.pop("forward", None)  # the layer's own forward (the class's) again
+        if getattr(module.__dict__.get("forward"), "__func__", None) in dispatch.KERNEL_FORWARDS:
+            del module.__dict__["forward"]  # the layer's own forward again (a forward someone else set stays)
         _store_contiguous(module)  # the plain convs return the layout of their input again
     if kernels is not None:
         for module in model.modules():
@@ -207,4 +224,6 @@ def install_on_new_models(model_class: type) -> None:
     model_class.post_init = post_init
 
 
-__all__ = ["ENV_VAR", "default_kernels", "install_on_new_models", "kernels_of", "kernels_run", "set_kernels"]
+__all__ = [
+    "ENV_VAR", "default_kernels", "describe", "install_on_new_models", "kernels_of", "kernels_run", "set_kernels",
+]

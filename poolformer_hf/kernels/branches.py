@@ -38,7 +38,8 @@ def _rows(x: torch.Tensor) -> torch.Tensor:
 
 
 def _empty_channels_last(n: int, c: int, h: int, w: int, like: torch.Tensor) -> torch.Tensor:
-    return torch.empty((n, h, w, c), dtype=like.dtype, device=like.device).permute(0, 3, 1, 2)
+    # a tensor of its own, not a permuted view: FSDP2 warns of (and autograd restricts) in-place ops on views
+    return torch.empty((n, c, h, w), dtype=like.dtype, device=like.device, memory_format=torch.channels_last)
 
 
 def chunk_rows(rows: int, width: int, element_size: int) -> int:
