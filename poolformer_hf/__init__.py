@@ -6,6 +6,7 @@ with `trust_remote_code=True` where this package is not installed. Models built 
 kernel layer (`poolformer_hf.kernels`; `set_kernels(model, None)` or POOLFORMER_HF_KERNELS=0 turns it off).
 """
 
+from . import _quiet_imports  # noqa: F401  (first: before transformers loads torchao with its quantizers)
 from transformers import (
     AutoBackbone,
     AutoConfig,
