@@ -26,6 +26,7 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_poolformer import PoolFormerConfig
+from .file_modes import follow_umask
 from .layers import TOKEN_MIXERS, DropPath, Mlp, MlpHead, RandomMixing, Scale, make_norm, make_scale
 
 
@@ -207,7 +208,7 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
 
         Over an earlier save, the files are written to a temporary folder beside `save_directory` and renamed into it,
         so a save that fails (a config attribute JSON cannot hold, a full disk) leaves the earlier save loading as
-        before.
+        before. The files get the umask's modes, as the config does (safetensors would write the weights 0600).
         transformers would write only the saved class into `auto_map`; then `AutoModel.from_pretrained(folder,
         trust_remote_code=True)` on a saved classifier (as the feature-extraction pipeline does) would find no entry
         and fall back, by config class name, to transformers' own PoolFormerModel with random weights.
@@ -220,13 +221,17 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
         }
         if kwargs.get("push_to_hub") or not (os.path.isdir(save_directory) and os.listdir(save_directory)):
             # A Hub commit is atomic on its own; a new or empty folder holds no earlier save to keep.
-            return super().save_pretrained(save_directory, *args, **kwargs)
+            saved = super().save_pretrained(save_directory, *args, **kwargs)
+            if not kwargs.get("push_to_hub"):
+                follow_umask(save_directory)  # everything in it is this save's (safetensors writes 0600)
+            return saved
         save_directory = os.path.abspath(save_directory)
         parent = os.path.dirname(save_directory)
         os.makedirs(parent, exist_ok=True)
         staging = tempfile.mkdtemp(prefix=f".{os.path.basename(save_directory)}.saving-", dir=parent)
         try:
             super().save_pretrained(staging, *args, **kwargs)
+            follow_umask(staging)
             os.makedirs(save_directory, exist_ok=True)
             written = set(os.listdir(staging))
             for name in os.listdir(save_directory):  # weights of an earlier save that this one does not replace

@@ -4,6 +4,7 @@ same result; bf16 and gradient checkpointing switch on; bad data, a reused outpu
 accelerate launch stop the run before anything is written; a full disk is named."""
 
 import json
+import stat
 import os
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from transformers import TrainerCallback
 
 from poolformer_hf.complexity import measure
 from poolformer_hf.configuration_poolformer import PoolFormerConfig
+from poolformer_hf.file_modes import current_umask
 from poolformer_hf.training.run import run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -108,6 +110,10 @@ def test_single_process_run_writes_a_hub_ready_folder(single_process_run):
     assert values["top_5_accuracy"] == pytest.approx(metrics["eval_top5_accuracy"])
     assert results["dataset"]["type"] == "sklearn-digits"
     assert 0.0 <= metrics["demo_accuracy"] <= 1.0
+    mask = current_umask()  # every file readable as the umask allows, the weights too (safetensors writes 0600)
+    for path in output_dir.rglob("*"):  # (the folder itself is pytest's tmp_path, 0700)
+        expected = (0o777 if path.is_dir() else 0o666) & ~mask
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path
 
 
 def test_config_and_card_state_the_resolution_trained_at(single_process_run):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..file_modes import follow_umask
 from ..inference import FoldedPoolFormer, fuse_for_inference, set_normalization_form
 from .photos import photo_pixels
 from .program import pixel_dynamic_shapes
@@ -87,6 +88,7 @@ def write_atomically(output_dir: Path, write, overwrite: bool = False) -> None:
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
     try:
         write(staging)
+        follow_umask(staging)  # mkdtemp made it 0700, safetensors its weights 0600
         if output_dir.exists():
             retired = staging.with_suffix(".old")
             os.rename(output_dir, retired)
