@@ -18,6 +18,8 @@ import re
 import shutil
 import tempfile
 
+from .file_modes import follow_umask
+
 MARKER_NAME = ".poolformer_hf_conversion.json"
 STAGING_PREFIX = ".converting-"
 _STAGING_NAME = re.compile(re.escape(STAGING_PREFIX) + r"(\d+)-")
@@ -143,6 +145,7 @@ def new_staging_folder(output_dir: str) -> str:
 
 def publish(staging: str, output_dir: str) -> None:
     """Put the complete `staging` folder at `output_dir`, replacing an earlier output in one atomic step."""
+    follow_umask(staging)  # mkdtemp made it 0700, safetensors its weights 0600
     if not os.path.isdir(output_dir) or not os.listdir(output_dir):
         os.replace(staging, output_dir)  # rename(2) replaces an empty folder atomically
         return
