@@ -24,12 +24,13 @@ from conftest import randomize_
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification, kernels, set_kernels
 from poolformer_hf.layers import Mlp, SepConv
 from poolformer_hf.modeling_poolformer import MetaFormerBlock
+from poolformer_hf.training.lora import DEFAULT_TARGET_MODULES
 
 FAMILIES = {"v1": "poolformer_s12", "v2": "poolformerv2_s12", "convformer": "convformer_s18",
             "caformer": "caformer_s18"}
 # The layers PEFT's LoRA targets by default in scripts/train.py: the MLP's 1×1 convs, the separable conv's
 # pointwise convs, and CAFormer's attention projections (nn.Linear, not under any kernel).
-LORA_TARGETS = r".*\.(mlp\.fc[12]|token_mixer\.pwconv[12]|token_mixer\.qkv|token_mixer\.proj)"
+LORA_TARGETS = DEFAULT_TARGET_MODULES
 
 
 def build(family: str) -> PoolFormerForImageClassification:
@@ -349,6 +350,7 @@ sys.path.insert(0, {tests!r})
 import test_composition as t
 from poolformer_hf import set_kernels
 from poolformer_hf.modeling_poolformer import MetaFormerBlock
+from poolformer_hf.training.lora import DEFAULT_TARGET_MODULES
 
 import poolformer_hf.kernels as kernel_layer
 

@@ -85,6 +85,20 @@ class ModelArguments:
     )
     cache_dir: str | None = field(default=None, metadata={"help": "Where downloaded models and datasets are stored."})
     model_revision: str = field(default="main", metadata={"help": "Branch, tag or commit of the checkpoint."})
+    lora: bool = field(
+        default=False,
+        metadata={"help": "Train LoRA adapters (PEFT) and a new classifier, base frozen; saves <output_dir>/adapter."},
+    )
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank (with --lora)."})
+    lora_alpha: int = field(default=16, metadata={"help": "LoRA scaling numerator: updates are scaled alpha / r."})
+    lora_dropout: float = field(default=0.0, metadata={"help": "Dropout on the LoRA branch's input."})
+    lora_target_modules: str | None = field(
+        default=None,
+        metadata={
+            "help": "Modules LoRA adapts: comma-separated name suffixes or a regex of full names (default: every "
+            "MLP's fc1/fc2, the separable convs' pwconv1/pwconv2, the attention's qkv/proj; docs/lora.md)."
+        },
+    )
 
 
 @dataclass

@@ -19,6 +19,7 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 RUN_FILES = (
     "config.json", "model.safetensors", "model.safetensors.index.json", "preprocessor_config.json",
     "training_args.bin", "trainer_state.json", "all_results.json", "train_results.json", "eval_results.json",
+    "adapter",  # a LoRA run's adapter folder (lora.py)
 )  # fmt: skip
 # Files a run writes only in some configurations: cleared on --overwrite_output_dir so none outlives its run.
 RESULT_FILES = ("trainer_state.json", "all_results.json", "train_results.json", "eval_results.json")

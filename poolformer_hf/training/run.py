@@ -4,6 +4,7 @@ evaluate with the shipped metrics, save a Hub-ready folder, reload it and classi
 import contextlib
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 
 import transformers
@@ -13,6 +14,7 @@ from ..metrics import compute_metrics_fn
 from .arguments import parse_arguments
 from .data import build_data
 from .demo import classify_split, format_predictions
+from .lora import check_lora_arguments, load_adapter_folder, save_adapter_folder, wrap_with_lora
 from .mixup import BatchMixer
 from .model import build_image_processor, build_model
 from .output_folder import RunLock, check_output_dir, clear_previous_run, disk_full_error, resolve_checkpoint
@@ -73,6 +75,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     if overwrite and training_args.resume_from_checkpoint:
         raise ValueError("--overwrite_output_dir would delete the checkpoints --resume_from_checkpoint resumes: give one")
     # Every check runs here, before a model is built or anything is written.
+    check_lora_arguments(model_args, training_args)
     if training_args.do_train:
         check_output_dir(output_dir, overwrite=overwrite, resume=bool(training_args.resume_from_checkpoint))
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
@@ -90,6 +93,13 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         model.num_parameters(),
         processor_image_size(image_processor),
     )
+    base_model = None
+    if model_args.lora:
+        model, base_model = wrap_with_lora(model, model_args)
+        trainable, total = model.get_nb_trainable_parameters()
+        logger.info("LoRA: %d of %d parameters trainable (adapters and classifier)", trainable, total)
+        # PeftModel.forward takes **kwargs: Trainer would not find the label argument to pass labels on.
+        training_args.label_names = ["labels"]
 
     batch_mixer = BatchMixer(data_args.mixup, data_args.cutmix) if data_args.mixup or data_args.cutmix else None
     trainer = ImageClassificationTrainer(
@@ -124,14 +134,21 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
                 removed = clear_previous_run(output_dir)
                 if removed:
                     logger.warning("--overwrite_output_dir: removed the previous run's %s", ", ".join(removed))
-        metrics = _train_and_evaluate(trainer, training_args, checkpoint)
+        metrics = _train_and_evaluate(trainer, training_args, checkpoint, save_model=not model_args.lora)
         if training_args.do_train and trainer.is_world_process_zero():
-            _write_card(output_dir, trainer.accelerator.unwrap_model(trainer.model), data.dataset_id)
-            metrics.update(_demo(output_dir, data, data_args.num_demo_images))
+            trained = trainer.accelerator.unwrap_model(trainer.model)
+            if model_args.lora:
+                folder = save_adapter_folder(trained, image_processor, output_dir, base_model, data.dataset_id)
+                logger.info("saved the LoRA adapter folder %s", folder)
+                reload = partial(load_adapter_folder, folder, model_args.model_name_or_path)
+                metrics.update(_demo(folder, reload, data, data_args.num_demo_images))
+            else:
+                _write_card(output_dir, trained, data.dataset_id)
+                metrics.update(_demo(output_dir, _from_pretrained(output_dir), data, data_args.num_demo_images))
     return metrics
 
 
-def _train_and_evaluate(trainer, training_args, checkpoint: str | None) -> dict:
+def _train_and_evaluate(trainer, training_args, checkpoint: str | None, save_model: bool = True) -> dict:
     metrics = {}
     if training_args.do_train:
         if checkpoint is not None:
@@ -149,7 +166,8 @@ def _train_and_evaluate(trainer, training_args, checkpoint: str | None) -> dict:
                 train_result.global_step,
                 checkpoint,
             )
-        trainer.save_model()
+        if save_model:  # a LoRA run saves its adapter folder instead (lora.py)
+            trainer.save_model()
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
         trainer.save_state()
@@ -194,12 +212,18 @@ def _write_card(output_dir: str, model, dataset_id: str) -> None:
     (Path(output_dir) / "README.md").write_text(card, encoding="utf-8")
 
 
-def _demo(output_dir: str, data, limit: int) -> dict:
-    """Reload the saved folder as a user would and classify held-out images (the test split, else validation)."""
+def _from_pretrained(output_dir: str):
     from .. import PoolFormerForImageClassification
+
+    return partial(PoolFormerForImageClassification.from_pretrained, output_dir)
+
+
+def _demo(output_dir: str, load_model, data, limit: int) -> dict:
+    """Reload the saved folder as a user would (`load_model()`) and classify held-out images (the test split, else
+    validation)."""
     from ..image_processing_poolformer import PoolFormerImageProcessor
 
-    model = PoolFormerForImageClassification.from_pretrained(output_dir)
+    model = load_model()
     image_processor = PoolFormerImageProcessor.from_pretrained(output_dir)
     split = data.test if data.test is not None else data.validation
     rows = classify_split(model, image_processor, split, limit=limit)
