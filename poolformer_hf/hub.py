@@ -48,10 +48,20 @@ class PushResult:
     skipped: tuple[str, ...]
 
 
+def http_library():
+    """The HTTP client library huggingface_hub sends through: `httpx2` from huggingface_hub 2, `httpx` before."""
+    from huggingface_hub.utils import _http
+
+    library = getattr(_http, "httpx2", None) or getattr(_http, "httpx", None)
+    if library is None:
+        raise ImportError("huggingface_hub's HTTP client library (httpx2 or httpx) was not found")
+    return library
+
+
 @contextlib.contextmanager
 def _client_timeout(seconds: float):
     """huggingface_hub's shared HTTP client, built with a timeout for the duration (its default has none)."""
-    import httpx2
+    httpx2 = http_library()
     from huggingface_hub import set_client_factory
     from huggingface_hub.utils import _http
 
@@ -71,7 +81,7 @@ def _client_timeout(seconds: float):
 
 
 def _transient(error: Exception) -> bool:
-    import httpx2
+    httpx2 = http_library()
     from huggingface_hub.errors import HfHubHTTPError
 
     if isinstance(error, HfHubHTTPError):
@@ -90,7 +100,7 @@ class _Steps:
         self.request_timeout = request_timeout
 
     def run(self, step: str, call):
-        import httpx2
+        httpx2 = http_library()
 
         for attempt in range(RETRIES + 1):
             try:

@@ -3,9 +3,15 @@
 # extras, showing pip's progress. Sourced by scripts/main.sh and scripts/test.sh; exports the interpreter as PY.
 # TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu installs torch and torchvision from that index first (the
 # CPU-only build: pip's default Linux wheel brings about 4 GB of CUDA libraries).
+# TRANSFORMERS_VERSION=5.X.Y pins that transformers release, in its own environment .venv-transformers-5.X.Y (unless
+# VENV is given), so the suite can run against the oldest release pyproject.toml allows beside the newest.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-VENV="${VENV:-$ROOT/.venv}"
+if [ -n "${TRANSFORMERS_VERSION:-}" ]; then
+    VENV="${VENV:-$ROOT/.venv-transformers-$TRANSFORMERS_VERSION}"
+else
+    VENV="${VENV:-$ROOT/.venv}"
+fi
 EXTRAS="${1:-test}"
 if [ ! -x "$VENV/bin/python" ]; then
     echo "Creating virtual environment in $VENV"
@@ -18,5 +24,9 @@ if [ -n "${TORCH_INDEX_URL:-}" ]; then
     "${PIP[@]}" --index-url "$TORCH_INDEX_URL" torch torchvision
 fi
 echo "Installing poolformer_hf[$EXTRAS] into $VENV (the first run downloads torch, up to a few GB; later runs are quick)"
-"${PIP[@]}" -e "$ROOT[$EXTRAS]"
+if [ -n "${TRANSFORMERS_VERSION:-}" ]; then
+    "${PIP[@]}" -e "$ROOT[$EXTRAS]" "transformers==$TRANSFORMERS_VERSION"
+else
+    "${PIP[@]}" -e "$ROOT[$EXTRAS]"
+fi
 export PY

@@ -1,6 +1,5 @@
 """The loopback Hub answers the real huggingface_hub client the way the Hub does, for the routes it implements."""
 
-import httpx2
 import pytest
 from huggingface_hub import HfApi, hf_hub_download, snapshot_download
 from huggingface_hub.errors import (
@@ -12,6 +11,7 @@ from huggingface_hub.errors import (
 
 from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
 from hub_fixtures import save_tiny_model
+from poolformer_hf.hub import http_library
 from poolformer_hf.testing import LoopbackHub, git_blob_id
 
 REPO = "org/files"
@@ -97,14 +97,15 @@ def test_resolve_serves_headers_and_byte_ranges(loopback_hub):
     api.upload_file(path_or_fileobj=b"0123456789", path_in_repo="digits.txt", repo_id=REPO)
     url = f"{loopback_hub.endpoint}/{REPO}/resolve/main/digits.txt"
 
-    head = httpx2.head(url)
+    http = http_library()
+    head = http.head(url)
     assert head.headers["ETag"] == f'"{git_blob_id(b"0123456789")}"'
     assert head.headers["X-Repo-Commit"] == api.model_info(REPO).sha
     assert head.headers["Content-Length"] == "10"
-    part = httpx2.get(url, headers={"Range": "bytes=3-"})
+    part = http.get(url, headers={"Range": "bytes=3-"})
     assert part.status_code == 206 and part.content == b"3456789"
     assert part.headers["Content-Range"] == "bytes 3-9/10"
-    assert httpx2.get(url, headers={"Range": "bytes=20-"}).status_code == 416
+    assert http.get(url, headers={"Range": "bytes=20-"}).status_code == 416
 
 
 def test_injected_failures_count_down(loopback_hub):
@@ -121,8 +122,9 @@ def test_stopped_server_refuses_connections():
     hub = LoopbackHub().start()
     endpoint = hub.endpoint
     hub.stop()
-    with pytest.raises(httpx2.ConnectError):
-        httpx2.get(f"{endpoint}/api/models/{REPO}")
+    http = http_library()
+    with pytest.raises(http.ConnectError):
+        http.get(f"{endpoint}/api/models/{REPO}")
 
 
 def test_transformers_push_to_hub_round_trips(loopback_hub, tmp_path):
