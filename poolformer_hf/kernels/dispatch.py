@@ -33,12 +33,30 @@ KERNEL_FORWARDS: set = set()  # the kernel forward functions (kernels/__init__.p
 
 
 class FoldedConv:
-    """A conv's geometry with another weight: what a LoRA-wrapped conv computes, as one conv."""
+    """A conv's geometry with another weight: what a LoRA-wrapped conv computes, as one conv.
 
-    __slots__ = ("weight", "bias", "_conv_forward")
+    For a 1×1 conv the adapters stay factors, `weight = base_weight + up @ down` (`up` the B's side by side, `down`
+    the A's stacked, each scaled by its s): the PoolFormer block kernel multiplies by the factors (and derives the
+    factors' gradients) without forming the sum where that is cheaper; `weight` forms it once, on first use."""
 
-    def __init__(self, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None):
-        self.weight, self.bias, self._conv_forward = weight, bias, conv._conv_forward
+    __slots__ = ("base_weight", "bias", "up", "down", "_weight", "_conv_forward")
+
+    def __init__(self, conv: nn.Conv2d, bias: torch.Tensor | None, weight: torch.Tensor | None = None,
+                 up: torch.Tensor | None = None, down: torch.Tensor | None = None):
+        self.base_weight, self.bias, self._conv_forward = conv.weight, bias, conv._conv_forward
+        self.up, self.down, self._weight = up, down, weight
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if self._weight is None:
+            base = self.base_weight
+            self._weight = torch.addmm(base.view(base.shape[0], -1), self.up, self.down).view_as(base)
+        return self._weight
+
+
+def base_weight(conv) -> torch.Tensor:
+    """The weight a conv (or a `FoldedConv`) starts from: its dtype is the layer's."""
+    return conv.base_weight if type(conv) is FoldedConv else conv.weight
 
 
 # ------------------------------------------------------------------------------------------------- per call
@@ -166,6 +184,7 @@ def _lora(layer: nn.Module, name: str, pointwise: bool):
     if base.groups != 1:
         return f"{name}: LoRA on a grouped conv"
     weight = base.weight
+    ups, downs, deltas = [], [], []
     for adapter in layer.active_adapters:
         if adapter not in layer.lora_A:
             continue
@@ -187,8 +206,18 @@ def _lora(layer: nn.Module, name: str, pointwise: bool):
             return f"{where} has a LoRA bias"
         if down.weight.dtype != weight.dtype or up.weight.dtype != weight.dtype:
             return f"{where} is {down.weight.dtype}, the base weight {weight.dtype} (PEFT adds it in its own dtype)"
-        weight = weight + layer.get_delta_weight(adapter)
-    return base if weight is base.weight else FoldedConv(base, weight, base.bias)
+        if pointwise:  # PEFT's delta of a 1×1 conv, s·B·A, kept as its two factors
+            rank = down.weight.shape[0]
+            ups.append(up.weight.view(-1, rank))
+            downs.append(down.weight.view(rank, -1) * layer.scaling[adapter])
+        else:
+            deltas.append(layer.get_delta_weight(adapter))
+    if ups:
+        up, down = (ups[0], downs[0]) if len(ups) == 1 else (torch.cat(ups, 1), torch.cat(downs, 0))
+        return FoldedConv(base, base.bias, up=up, down=down)
+    if deltas:
+        return FoldedConv(base, base.bias, weight=sum(deltas, weight))
+    return base
 
 
 def convs(*named):
