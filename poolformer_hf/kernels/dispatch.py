@@ -4,7 +4,8 @@ A kernel forward computes a layer's sub-modules' math itself instead of calling 
 those sub-modules would be lost: a hook, a replaced module, a parametrization, a pruning mask, a quantized or sharded
 weight, an adapter. Each kernel forward therefore asks this module, at every call, whether the tree under it is still
 the one it was written for, and runs the layer's own forward (the plain modules, with the same parameters) when it is
-not. The checks read a few attributes per sub-module (the cost is in `scripts/benchmark.py`'s dispatch section):
+not. The checks read a few attributes per sub-module (their cost per forward: `scripts/benchmark.py --sections
+composition`):
 
 * every bypassed sub-module is of the exact class the kernel computes (a parametrized conv is a `ParametrizedConv2d`,
   an FSDP- or PEFT-wrapped module another class), has no forward / pre-forward / backward hooks and no forward of
@@ -27,6 +28,8 @@ import sys
 import torch
 from torch import nn
 from torch.nn.modules import module as _module_globals
+
+from ..layers import DropPath, GroupNorm1, Mlp, Pooling, Scale
 
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 KERNEL_FORWARDS: set = set()  # the kernel forward functions (kernels/__init__.py): an instance forward that is ours
@@ -108,16 +111,17 @@ def untouched(module: nn.Module, name: str, cls: type) -> str | None:
 
 
 def _plain_tensors(module: nn.Module, name: str, *attributes: str) -> str | None:
+    parameters, instance = module._parameters, module.__dict__
     for attribute in attributes:
-        tensor = getattr(module, attribute)
+        # a registered parameter without nn.Module.__getattr__'s slow path (an instance attribute would shadow it)
+        tensor = parameters[attribute] if attribute in parameters and attribute not in instance else getattr(
+            module, attribute)
         if tensor is not None and type(tensor) not in _PLAIN_TENSORS:
             return f"{name}.{attribute} is a {type(tensor).__name__} (not a plain tensor)"
     return None
 
 
 def norm(module: nn.Module, name: str) -> str | None:
-    from ..layers import GroupNorm1
-
     reason = untouched(module, name, GroupNorm1) or _plain_tensors(module, name, "weight", "bias")
     if reason is None and module.num_groups != 1:
         return f"{name} has {module.num_groups} groups, not 1"
@@ -125,16 +129,12 @@ def norm(module: nn.Module, name: str) -> str | None:
 
 
 def scale(module: nn.Module, name: str) -> str | None:
-    from ..layers import Scale
-
     if type(module) is nn.Identity:
         return untouched(module, name, nn.Identity)
     return untouched(module, name, Scale) or _plain_tensors(module, name, "scale")
 
 
 def drop_path(module: nn.Module, name: str) -> str | None:
-    from ..layers import DropPath
-
     return untouched(module, name, nn.Identity if type(module) is nn.Identity else DropPath)
 
 
@@ -234,8 +234,6 @@ def convs(*named):
 # ------------------------------------------------------------------------------------------------- per kernel
 def poolformer_block(block: nn.Module):
     """(fc1, fc2) for the PoolFormer block kernel, or why the block's own forward runs."""
-    from ..layers import Mlp, Pooling
-
     parts = block._modules
     mlp = parts["mlp"]
     reason = (norm(parts["norm1"], "norm1") or untouched(parts["token_mixer"], "token_mixer", Pooling)
