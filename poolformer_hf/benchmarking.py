@@ -337,22 +337,35 @@ def lora_model(model, rank: int = 8):
 
 
 def dispatch_seconds(model, pixels: torch.Tensor, calls: int = 200) -> float:
-    """Seconds per forward that the kernel layer's call-time checks take: every kernel layer's tree check and
-    per-call check (`kernels.dispatch`), timed alone, as often as one forward makes them."""
+    """Seconds per forward that the kernel layer's call-time checks take (`kernels.dispatch`): the tree and per-call
+    checks that one no-grad forward of `model` on `pixels` makes, recorded during that forward and then timed alone."""
     from .kernels import PLANS, dispatch
 
-    checks = [(PLANS[forward.__func__], module) for module in model.modules()
-              if getattr(forward := module.__dict__.get("forward"), "__func__", None) in PLANS]
-    weight = next(model.parameters())
+    names = sorted({plan.__name__ for plan in PLANS.values()} | {"environment"})
+    made, originals = [], {name: getattr(dispatch, name) for name in names}
+
+    def recording(check):
+        def record(*args):
+            made.append((check, args))
+            return check(*args)
+        return record
+
+    try:
+        for name, check in originals.items():
+            setattr(dispatch, name, recording(check))
+        with torch.no_grad():
+            model(pixel_values=pixels)
+    finally:
+        for name, check in originals.items():
+            setattr(dispatch, name, check)
     start = time.perf_counter()
     for _ in range(calls):
-        for plan, module in checks:
-            plan(module)
-            dispatch.environment(pixels, weight)
+        for check, args in made:
+            check(*args)
     return (time.perf_counter() - start) / calls
 
 
-def run_composition(models: dict, batches=(1, 32), train_batch: int = 16, repeats: int = 5,
+def run_composition(models: dict, batches=(1, 32), train_batch: int = 16, repeats: int = 5, resolution: int = 224,
                     device=torch.device("cpu"), log=print) -> list[dict]:
     """The kernels under PEFT's LoRA: inference of the default model, the plain modules, LoRA (unmerged) and LoRA
     merged (`merge_and_unload`), with earlier revisions of the default model beside them; a LoRA training step with
@@ -368,7 +381,8 @@ def run_composition(models: dict, batches=(1, 32), train_batch: int = 16, repeat
                     "poolformer_hf+LoRA merged": merged,
                     **{impl: model for impl, model in models.items() if is_ours(impl) and impl != "poolformer_hf"}}
     for batch in batches:
-        pixels = torch.randn(batch, 3, 224, 224, generator=torch.Generator().manual_seed(batch)).to(device)
+        generator = torch.Generator().manual_seed(batch)
+        pixels = torch.randn(batch, 3, resolution, resolution, generator=generator).to(device)
 
         def forward(model):
             def call():
@@ -387,13 +401,43 @@ def run_composition(models: dict, batches=(1, 32), train_batch: int = 16, repeat
                      "dispatch_s": seconds})
         log(f"composition dispatch checks per forward: {seconds * 1e6:.0f} µs")
     training = {"poolformer_hf+LoRA": lora_model(ours), "poolformer_hf+LoRA plain": set_kernels(lora_model(ours), None)}
-    steps = {name: training_step("poolformer_hf", model.to(device), train_batch, device=device)
+    steps = {name: training_step("poolformer_hf", model.to(device), train_batch, resolution, device=device)
              for name, model in training.items()}
     for name, times in time_interleaved(steps, repeats, warmup=1, min_seconds=0.0, device=device).items():
         rows.append({"section": "composition", "kind": "training", "impl": name, "batch": train_batch,
                      **summarize(times, train_batch)})
         log(f"composition LoRA training batch {train_batch:3d} {name:28s} {rows[-1]['images_per_s']:7.2f} img/s")
+    for line in composition_ratios(rows):
+        log(f"composition {line}")
     return rows
+
+
+def composition_ratios(results: list[dict]) -> list[str]:
+    """The composition section's figures as ratios: per inference batch LoRA unmerged and merged against the default
+    call, and the dispatch checks' cost per forward; the LoRA training step with the kernels against the plain modules."""
+    rows = [row for row in results if row["section"] == "composition"]
+
+    def find(kind, impl, batch):
+        return next((r for r in rows if r["kind"] == kind and r["impl"] == impl and r["batch"] == batch), None)
+
+    lines = []
+    for batch in sorted({r["batch"] for r in rows if r["kind"] == "inference"}):
+        default = find("inference", "poolformer_hf", batch)
+        for impl, label in (("poolformer_hf+LoRA", "LoRA unmerged"), ("poolformer_hf+LoRA merged", "LoRA merged")):
+            row = find("inference", impl, batch)
+            if default and row:
+                ratio = row["images_per_s"] / default["images_per_s"]
+                lines.append(f"batch {batch}: {label} / default call {ratio:.2f}×")
+        dispatch = find("dispatch", "poolformer_hf", batch)
+        if default and dispatch:
+            lines.append(f"batch {batch}: dispatch checks {dispatch['dispatch_s'] * 1e6:.0f} µs per forward, "
+                         f"{dispatch['dispatch_s'] / default['median_s']:.2%} of the default call")
+    for batch in sorted({r["batch"] for r in rows if r["kind"] == "training"}):
+        fast, plain = find("training", "poolformer_hf+LoRA", batch), find("training", "poolformer_hf+LoRA plain", batch)
+        if fast and plain:
+            lines.append(f"batch {batch}: LoRA training step kernels / plain modules "
+                         f"{fast['images_per_s'] / plain['images_per_s']:.2f}× (images/s)")
+    return lines
 
 
 def composition_table(results: list[dict]) -> list[str]:

@@ -133,3 +133,35 @@ def test_environment_records_the_cpu_and_its_matmul_features():
     assert info["threads"] == torch.get_num_threads() and "cpu_capability" in info
     if "cpu_model" in info:  # Linux
         assert set(info["cpu_flags"]) <= set(bench.MATMUL_FLAGS)
+
+
+def test_composition_section_reports_the_lora_ratios_and_the_dispatch_cost(models):
+    logged = []
+    rows = bench.run_composition({"poolformer_hf": models["poolformer_hf"]}, batches=(1,), train_batch=2, repeats=1,
+                                 resolution=64, log=logged.append)
+    ratios = [f"composition {line}" for line in bench.composition_ratios(rows)]
+    assert logged[-len(ratios):] == ratios  # the section ends with its ratios
+    text = "\n".join(ratios)
+    for figure in ("LoRA unmerged / default call", "LoRA merged / default call", "µs per forward",
+                   "LoRA training step kernels / plain modules"):
+        assert figure in text, text
+    dispatch = next(row for row in rows if row["kind"] == "dispatch")
+    assert 0 < dispatch["dispatch_s"] < 0.1
+
+
+def test_dispatch_seconds_times_the_checks_that_a_forward_makes():
+    from poolformer_hf import PoolFormerForImageClassification, set_kernels
+    from poolformer_hf.kernels import dispatch
+
+    config = PoolFormerConfig.from_preset("poolformer_s12", depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 16, 16])
+    model = PoolFormerForImageClassification(config).eval()
+    calls = []
+    original = dispatch.poolformer_block
+    dispatch.poolformer_block = lambda block: calls.append(block) or original(block)
+    try:
+        assert bench.dispatch_seconds(model, torch.randn(1, 3, 32, 32), calls=3) > 0
+    finally:
+        dispatch.poolformer_block = original
+    assert len(calls) == 4 + 4 * 3  # the four blocks' checks in the recorded forward, then timed three times
+    assert dispatch.poolformer_block is original
+    assert bench.dispatch_seconds(set_kernels(model, None), torch.randn(1, 3, 32, 32)) < 1e-4  # nothing to check

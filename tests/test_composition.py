@@ -22,6 +22,7 @@ from torch.nn.utils import prune
 
 from conftest import randomize_
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification, kernels, set_kernels
+from poolformer_hf.kernels import branches
 from poolformer_hf.layers import Mlp, SepConv
 from poolformer_hf.modeling_poolformer import MetaFormerBlock
 from poolformer_hf.training.lora import DEFAULT_TARGET_MODULES
@@ -145,6 +146,142 @@ def test_other_peft_methods_on_convs_run_the_plain_modules(family, method):
 def test_a_lora_config_naming_no_module_gets_peft_own_error():
     with pytest.raises(ValueError, match="not found in the base model"):
         lora(target_modules=["no_such_layer"])(build("v1"))
+
+
+# ------------------------------------------------------------------------------------------------ LoRA in use
+# A LoRA model as it is used: evaluated, switched between adapters, trained by an optimizer that updates the
+# adapters in place, changed after its first call. Each step is compared with the same steps on the plain modules.
+LORA_FAMILIES = ["v1", "convformer"]
+
+
+def lora_pair(family: str):
+    """(default model, plain model) with the same two LoRA adapters ("default", "second"; classifier trained)."""
+    models = []
+    for kernels_on in (True, False):
+        torch.manual_seed(0)
+        model = build(family) if kernels_on else set_kernels(build(family), None)
+        model = lora(modules_to_save=["classifier"])(model)
+        model.add_adapter("second", peft.LoraConfig(r=2, lora_alpha=6, target_modules=LORA_TARGETS,
+                                                    modules_to_save=["classifier"], init_lora_weights=False))
+        models.append(model)
+    return models
+
+
+def images(batch: int) -> torch.Tensor:
+    return torch.randn(batch, 3, 64, 64, generator=torch.Generator().manual_seed(batch))
+
+
+def assert_same_logits(fast, plain, x):
+    with torch.no_grad():
+        actual, expected = fast(pixel_values=x).logits, plain(pixel_values=x).logits
+    assert (actual - expected).abs().max() <= 1e-5 * expected.abs().max()
+    return actual
+
+
+@pytest.fixture
+def lora_paths(monkeypatch):
+    """Which way the PoolFormer block kernel applied each LoRA factor pair: "folded" into the weight, or "per row"."""
+    taken = Counter()
+    original = branches._transposed
+
+    def spy(weight, up, down, rows, dtype):
+        result = original(weight, up, down, rows, dtype)
+        if up is not None:
+            taken["per row" if result[1] is not None else "folded"] += 1
+        return result
+
+    monkeypatch.setattr(branches, "_transposed", spy)
+    return taken
+
+
+# At 64² the stages are 16², 8², 4², 2² wide 32, 32, 64, 64: the cost rule folds a 1×1 conv's factors where
+# rows ≥ 4/5 of the width (out·in ≤ rows·(out + in) for out = 4·in). Batch 16 folds everywhere; batch 1 folds in
+# the early stages and applies the factors per row in the last (4 rows, width 64).
+@pytest.mark.parametrize("family", LORA_FAMILIES)
+@pytest.mark.parametrize("batch, paths", [(16, {"folded"}), (1, {"folded", "per row"})])
+def test_lora_inference_on_the_kernels_is_that_of_the_plain_modules(family, batch, paths, lora_paths):
+    fast, plain = (model.eval() for model in lora_pair(family))
+    assert_same_logits(fast, plain, images(batch))
+    assert set(kernel_layers(fast).values()) == {"kernel"}
+    if family == "v1":  # the other families' kernels fold every adapter (no block kernel)
+        assert set(lora_paths) == paths, lora_paths
+
+
+@pytest.mark.parametrize("family", LORA_FAMILIES)
+def test_a_disabled_adapter_gives_the_base_model_and_another_adapter_the_plain_modules(family):
+    fast, plain = (model.eval() for model in lora_pair(family))
+    x = images(1)
+    with torch.no_grad():
+        base = set_kernels(build(family), None).eval()(pixel_values=x).logits
+        with fast.disable_adapter():
+            without = fast(pixel_values=x).logits
+    assert (without - base).abs().max() <= 1e-5 * base.abs().max()
+    adapted = assert_same_logits(fast, plain, x)
+    for model in (fast, plain):
+        model.set_adapter("second")
+    assert (assert_same_logits(fast, plain, x) - adapted).abs().max() > 1e-2 * adapted.abs().max()
+
+
+@pytest.mark.parametrize("family", LORA_FAMILIES)
+def test_an_optimizer_step_on_the_adapters_shows_in_the_next_kernel_call(family):
+    fast, plain = lora_pair(family)
+    x = images(2)
+    before = assert_same_logits(fast.eval(), plain.eval(), x)
+    for model in (fast, plain):
+        model.train()
+        optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.5)
+        model(pixel_values=x).logits.square().mean().backward()
+        optimizer.step()
+    after = assert_same_logits(fast.eval(), plain.eval(), x)
+    assert (after - before).abs().max() > 1e-3 * before.abs().max()
+
+
+@pytest.mark.parametrize("family", LORA_FAMILIES)
+def test_lora_gradients_reach_the_adapters_and_classifier_and_no_frozen_weight(family, lora_paths):
+    fast, plain = lora_pair(family)
+    assert_same(run(fast), run(plain))
+    if family == "v1":  # batch 2: the last stage (8 rows, width 64) applies the factors per row, the others fold
+        assert set(lora_paths) == {"folded", "per row"}, lora_paths
+    for name, parameter in fast.named_parameters():
+        if parameter.requires_grad:
+            assert "lora_" in name or "classifier" in name, name
+            if "second" not in name:  # the inactive adapter and its classifier copy get none
+                assert parameter.grad is not None and parameter.grad.abs().sum() > 0, name
+        else:
+            assert parameter.grad is None, name
+
+
+AFTER_A_FIRST_CALL = {
+    "forward hook on mlp.fc1": lambda block: block.mlp.fc1.register_forward_hook(
+        lambda module, args, out: block.fired.update(["hook"]) or out * 1.5),
+    "ReLU for mlp.act": lambda block: setattr(block.mlp, "act", nn.ReLU()),
+    "parametrization": lambda block: parametrize.register_parametrization(
+        block.mlp.fc1.base_layer if hasattr(block.mlp.fc1, "base_layer") else block.mlp.fc1, "weight", Doubled()),
+}
+
+
+@pytest.mark.parametrize("family", ["v1", "convformer"])
+@pytest.mark.parametrize("with_lora", [False, True], ids=["plain model", "LoRA"])
+@pytest.mark.parametrize("change", AFTER_A_FIRST_CALL)
+def test_a_tree_change_after_a_first_kernel_call_acts_on_the_next(family, with_lora, change):
+    fast, plain = lora_pair(family) if with_lora else (build(family), set_kernels(build(family), None))
+    fast, plain, x = fast.eval(), plain.eval(), images(1)
+    assert_same_logits(fast, plain, x)  # the first call: kernels everywhere
+    assert set(kernel_layers(fast).values()) == {"kernel"}
+    blocks = []
+    for model in (fast, plain):
+        block = next(m for m in model.modules() if isinstance(m, MetaFormerBlock))
+        block.fired = Counter()
+        AFTER_A_FIRST_CALL[change](block)
+        blocks.append(block)
+    changed = assert_same_logits(fast, plain, x)
+    with torch.no_grad():
+        unchanged = set_kernels(build(family), None).eval()
+        if with_lora:
+            unchanged = lora_pair(family)[1].eval()
+        assert (changed - unchanged(pixel_values=x).logits).abs().max() > 1e-3
+    if change.startswith("forward hook"):
+        assert blocks[0].fired == blocks[1].fired == Counter(hook=1)
 
 
 # ------------------------------------------------------------------------------------------------ hooks

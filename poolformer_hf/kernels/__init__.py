@@ -79,7 +79,7 @@ def _sample_scale(block, x: torch.Tensor) -> torch.Tensor | None:
 # own forward runs: the class's, so transformers' activation checkpointing and FSDP's hooks still apply).
 def _poolformer_block(block, x: torch.Tensor) -> torch.Tensor:
     plan = dispatch.poolformer_block(block)
-    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
+    if isinstance(plan, str) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(block).forward(block, x)
     if block.gradient_checkpointing and block.training and torch.is_grad_enabled():
         return block._gradient_checkpointing_func(partial(_lean_poolformer_block, block, plan), x)
@@ -96,7 +96,7 @@ def _lean_poolformer_block(block, plan, x: torch.Tensor) -> torch.Tensor:
 
 def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
     plan = dispatch.mlp(mlp)
-    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
+    if isinstance(plan, str) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(mlp).forward(mlp, x)
     fc1, fc2 = plan
     return pointwise_conv(fc2, mlp.act(pointwise_conv(fc1, x)))
@@ -104,7 +104,7 @@ def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
 
 def _sepconv(mixer, x: torch.Tensor) -> torch.Tensor:
     plan = dispatch.sepconv(mixer)
-    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
+    if isinstance(plan, str) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(mixer).forward(mixer, x)
     pwconv1, dwconv, pwconv2 = plan
     return pointwise_conv(pwconv2, conv2d(dwconv, mixer.act1(pointwise_conv(pwconv1, x))))
@@ -112,7 +112,7 @@ def _sepconv(mixer, x: torch.Tensor) -> torch.Tensor:
 
 def _stem(stem, x: torch.Tensor) -> torch.Tensor:
     plan = dispatch.patch_conv(stem)
-    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
+    if isinstance(plan, str) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(stem).forward(stem, x)
     _store_channels_last(plan[0])
     return stem.norm(conv2d(plan[0], x))
@@ -120,7 +120,7 @@ def _stem(stem, x: torch.Tensor) -> torch.Tensor:
 
 def _downsample(downsample, x: torch.Tensor) -> torch.Tensor:
     plan = dispatch.patch_conv(downsample)
-    if isinstance(plan, str) or not kernels_run(x, plan[0].weight):
+    if isinstance(plan, str) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(downsample).forward(downsample, x)
     _store_channels_last(plan[0])
     return conv2d(plan[0], downsample.norm(x))

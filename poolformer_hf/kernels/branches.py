@@ -149,7 +149,34 @@ def pooling_mixing(x, norm, pool_size: int, layer_scale=None, res_scale=None, sa
 
 
 # ---------------------------------------------------------------------------------------------------- MLP branch
-def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps, keep_hidden):
+def _transposed(weight, up, down, rows: int, dtype):
+    """Wᵀ of a GEMM's (out, in) weight in `dtype`, and its LoRA factors (W + up·down) as (downᵀ, upᵀ) or None.
+
+    The factors are folded into Wᵀ where that costs fewer multiplies (out·in·rank) than applying them to the `rows`
+    input rows (rows·rank·(out + in)): at large batches and early stages; at batch 1 in the late, wide stages the
+    rank-r product per row is cheaper than forming the sum."""
+    if up is None:
+        return weight.t().to(dtype), None
+    out_features, in_features = weight.shape
+    if out_features * in_features <= rows * (out_features + in_features):
+        return torch.addmm(weight, up, down).t().to(dtype), None
+    return weight.t().to(dtype), (down.t().to(dtype), up.t().to(dtype))
+
+
+def _low_rank_(out, matrix, factors):
+    """out += matrix·downᵀ·upᵀ: the unfolded LoRA term of a GEMM."""
+    if factors is not None:
+        out.addmm_(torch.mm(matrix, factors[0]), factors[1])
+    return out
+
+
+def _folded(weight, up, down):
+    """W + up·down as the (out, in) matrix (W itself without factors)."""
+    return weight if up is None else torch.addmm(weight, up, down)
+
+
+def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps, up1, down1, up2, down2,
+                 keep_hidden):
     n, c, h, w = y.shape
     hidden_width = w1.shape[0]
     rows = n * h * w
@@ -157,12 +184,14 @@ def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_
     normed_rows = _rows(normed)
     # Inference on half-precision maps may compute in float32 (see layers.matmul_dtype); training keeps the dtype.
     dtype = y.dtype if keep_hidden else matmul_dtype(y)
-    fc1, fc2 = w1.view(hidden_width, c).t().to(dtype), w2.view(c, hidden_width).t().to(dtype)
+    fc1, low1 = _transposed(w1.view(hidden_width, c), up1, down1, rows, dtype)
+    fc2, low2 = _transposed(w2.view(c, hidden_width), up2, down2, rows, dtype)
     b1, b2 = cast_or_none(b1, dtype), cast_or_none(b2, dtype)
     if layer_scale is not None and sample_scale is None and rows >= hidden_width:
         # ls·(a·W2ᵀ + b2) = a·(ls·W2)ᵀ + ls·b2: on the weight when it is the narrower side (fewer multiplies, and the
         # residual can start the GEMM's accumulator below)
         fc2, b2 = fc2 * layer_scale, (b2 * layer_scale).to(dtype) if b2 is not None else None
+        low2 = None if low2 is None else (low2[0], low2[1] * layer_scale)
         layer_scale = None
     y_rows = _rows(y)
     out = _empty_channels_last(n, c, h, w, y)
@@ -174,8 +203,10 @@ def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_
     row_scale = None if sample_scale is None else sample_scale.repeat_interleave(h * w)[:, None]
     for start in range(0, rows, step):
         stop = min(rows, start + step)
-        pre = _addmm(b1, normed_rows[start:stop].to(dtype), fc1,
+        normed_chunk = normed_rows[start:stop].to(dtype)
+        pre = _addmm(b1, normed_chunk, fc1,
                      out=y.new_empty((stop - start, hidden_width)) if keep_hidden else buffer[: stop - start])
+        _low_rank_(pre, normed_chunk, low1)
         if keep_hidden:
             hidden.append(pre)
             act = torch._C._nn.gelu(pre, out=buffer[: stop - start])
@@ -184,9 +215,9 @@ def _mlp_forward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_
         out_chunk, y_chunk = out_rows[start:stop], y_rows[start:stop]
         total = out_chunk if accumulator is None else accumulator[: stop - start]
         if layer_scale is None and row_scale is None:  # the residual starts the GEMM's accumulator: r·y + b2 + a·W2ᵀ
-            torch.addmm(_residual_start(y_chunk, res_scale, b2, out=total), act, fc2, out=total)
+            _low_rank_(torch.addmm(_residual_start(y_chunk, res_scale, b2, out=total), act, fc2, out=total), act, low2)
         else:  # r·y + ls·d·(a·W2ᵀ + b2), the scales on the (narrow) output rather than on the weight
-            branch = _addmm(b2, act, fc2, out=total)
+            branch = _low_rank_(_addmm(b2, act, fc2, out=total), act, low2)
             scale = _product(layer_scale, None if row_scale is None else row_scale[start:stop])
             residual = y_chunk if res_scale is None else y_chunk * res_scale
             torch.addcmul(residual, branch, scale, out=total)
@@ -208,81 +239,130 @@ def _addmm(bias, matrix, weight_t, out):
 
 
 class _MlpMixing(torch.autograd.Function):
+    """The MLP branch; fc1 and fc2 may carry LoRA factors (W + up·down, `up`/`down` None otherwise), whose gradients
+    are computed as rank-r products, never through the full weight's gradient (which a frozen W does not need)."""
+
     @staticmethod
-    def forward(ctx, y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps):
+    def forward(ctx, y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps,
+                up1=None, down1=None, up2=None, down2=None):
         out, mean, rstd, hidden = _mlp_forward(
-            y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps, keep_hidden=True
+            y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, eps, up1, down1, up2, down2,
+            keep_hidden=True,
         )
-        ctx.save_for_backward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, mean, rstd, *hidden)
+        ctx.save_for_backward(y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, mean, rstd,
+                              up1, down1, up2, down2, *hidden)
         return out
 
     @staticmethod
     def backward(ctx, grad):
-        y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, mean, rstd, *hidden = ctx.saved_tensors
+        (y, gamma, beta, w1, b1, w2, b2, layer_scale, res_scale, sample_scale, mean, rstd,
+         up1, down1, up2, down2, *hidden) = ctx.saved_tensors
+        need = tuple(ctx.needs_input_grad) + (False,) * (15 - len(ctx.needs_input_grad))
         n, c, h, w = y.shape
         hidden_width = w1.shape[0]
-        fc1, fc2 = w1.view(hidden_width, c), w2.view(c, hidden_width)
+        fc1, fc2 = _folded(w1.view(hidden_width, c), up1, down1), _folded(w2.view(c, hidden_width), up2, down2)
         grad = grad.contiguous(memory_format=torch.channels_last)
         grad_rows = _rows(grad)
-        # Recompute N2(y) from the saved statistics: γ·(y − μ)·ρ + β = y·a + b per (sample, channel).
-        a = rstd.view(n, 1) * (gamma.view(1, c) if gamma is not None else y.new_ones(1, c))
-        b = -mean.view(n, 1) * a + (beta.view(1, c) if beta is not None else 0)
-        normed = torch.addcmul(b[:, :, None, None], y, a[:, :, None, None])
-        normed_rows = _rows(normed)
+        # Only what some input needs: under LoRA the base weights, biases, norms and scales are frozen.
+        need_input = need[0] or need[1] or need[2]  # the gradient through N2(y)
+        need_fc2 = need[5] or need[7]  # Σ (grad·d)ᵀ·σ(pre)
+        need_sum = need[6] or (need[7] and b2 is not None)
+        lora1, lora2 = up1 is not None and (need[11] or need[12]), up2 is not None and (need[13] or need[14])
+        if need[3] or lora1:  # recompute N2(y) from the saved statistics: γ·(y − μ)·ρ + β = y·a + b
+            a = rstd.view(n, 1) * (gamma.view(1, c) if gamma is not None else y.new_ones(1, c))
+            b = -mean.view(n, 1) * a + (beta.view(1, c) if beta is not None else 0)
+            normed_rows = _rows(torch.addcmul(b[:, :, None, None], y, a[:, :, None, None]))
 
         # dL/d(branch) = grad·ls·d; the GEMM back through fc2 takes ls folded into its weight.
         fc2_scaled = fc2 if layer_scale is None else fc2 * layer_scale[:, None]
+        up2_scaled = None if not lora2 else up2 if layer_scale is None else up2 * layer_scale[:, None]
         row_scale = None if sample_scale is None else sample_scale.repeat_interleave(h * w)[:, None]
         step = hidden[0].shape[0]
         buffer = y.new_empty((step, hidden_width))  # σ(pre) of a chunk, then its gradient
-        grad_fc2_unscaled = y.new_zeros((c, hidden_width))  # Σ (grad·d)ᵀ·σ(pre)
-        grad_fc1 = y.new_zeros((hidden_width, c))
-        grad_b1 = y.new_zeros(hidden_width) if b1 is not None else None
-        grad_sum = y.new_zeros(c)  # Σ grad·d
-        grad_normed = _empty_channels_last(n, c, h, w, y)
-        grad_normed_rows = _rows(grad_normed)
+        grad_fc2_unscaled = y.new_zeros((c, hidden_width)) if need_fc2 else None  # Σ (grad·d)ᵀ·σ(pre)
+        grad_fc1 = y.new_zeros((hidden_width, c)) if need[3] else None
+        grad_b1 = y.new_zeros(hidden_width) if b1 is not None and need[4] else None
+        grad_sum = y.new_zeros(c) if need_sum else None  # Σ grad·d
+        grad_up1 = grad_down1 = grad_up2 = grad_down2 = None
+        if lora1:
+            grad_up1, grad_down1 = torch.zeros_like(up1), torch.zeros_like(down1)
+        if lora2:
+            grad_up2, grad_down2 = torch.zeros_like(up2), torch.zeros_like(down2)
+        if need_input:
+            grad_normed = _empty_channels_last(n, c, h, w, y)
+            grad_normed_rows = _rows(grad_normed)
         for index, pre in enumerate(hidden):
             start = index * step
             stop = start + pre.shape[0]
             act = torch._C._nn.gelu(pre, out=buffer[: stop - start])
             g = grad_rows[start:stop] if row_scale is None else grad_rows[start:stop] * row_scale[start:stop]
-            grad_fc2_unscaled.addmm_(g.t(), act)
-            grad_sum += g.sum(0)
+            if need_fc2:
+                grad_fc2_unscaled.addmm_(g.t(), act)
+            if lora2:  # dL/dW2 = (g·ls)ᵀ·σ: dL/dup2 = ls·gᵀ·(σ·down2ᵀ), dL/ddown2 = (g·ls·up2)ᵀ·σ
+                grad_up2.addmm_(g.t(), torch.mm(act, down2.t()))
+                grad_down2.addmm_(torch.mm(g, up2_scaled).t(), act)
+            if need_sum:
+                grad_sum += g.sum(0)
             grad_act = torch.mm(g, fc2_scaled, out=buffer[: stop - start])
             grad_pre = torch.ops.aten.gelu_backward.grad_input(grad_act, pre, grad_input=grad_act)
-            grad_fc1.addmm_(grad_pre.t(), normed_rows[start:stop])
+            if need[3]:
+                grad_fc1.addmm_(grad_pre.t(), normed_rows[start:stop])
+            if lora1:  # dL/dW1 = grad_preᵀ·N2(y): dL/dup1 = grad_preᵀ·(N2·down1ᵀ), dL/ddown1 = (grad_pre·up1)ᵀ·N2
+                grad_up1.addmm_(grad_pre.t(), torch.mm(normed_rows[start:stop], down1.t()))
+                grad_down1.addmm_(torch.mm(grad_pre, up1).t(), normed_rows[start:stop])
             if grad_b1 is not None:
                 grad_b1 += grad_pre.sum(0)
-            torch.mm(grad_pre, fc1, out=grad_normed_rows[start:stop])
-        del buffer, normed_rows, normed
+            if need_input:
+                torch.mm(grad_pre, fc1, out=grad_normed_rows[start:stop])
+        del buffer
+        if lora2 and layer_scale is not None:
+            grad_up2.mul_(layer_scale[:, None])
 
-        grad_y, grad_gamma, grad_beta = torch.ops.aten.native_group_norm_backward(
-            grad_normed, y, mean, rstd, gamma, n, c, h * w, 1, [True, gamma is not None, beta is not None]
-        )
-        if res_scale is None:
-            grad_y.add_(grad)
-        else:
-            grad_y.addcmul_(grad, res_scale.view(1, c, 1, 1))
-        grad_w1 = grad_fc1.view_as(w1)
+        grad_y = grad_gamma = grad_beta = None
+        if need_input:
+            grad_y, grad_gamma, grad_beta = torch.ops.aten.native_group_norm_backward(
+                grad_normed, y, mean, rstd, gamma, n, c, h * w, 1,
+                [True, gamma is not None and need[1], beta is not None and need[2]],
+            )
+            if not need[0]:
+                grad_y = None
+            elif res_scale is None:
+                grad_y.add_(grad)
+            else:
+                grad_y.addcmul_(grad, res_scale.view(1, c, 1, 1))
+        grad_w1 = grad_fc1.view_as(w1) if need[3] else None
         ls = layer_scale[:, None] if layer_scale is not None else 1.0
-        grad_w2 = (grad_fc2_unscaled * ls).view_as(w2) if ctx.needs_input_grad[5] else None
-        grad_b2 = grad_sum * (layer_scale if layer_scale is not None else 1.0) if ctx.needs_input_grad[6] else None
+        grad_w2 = (grad_fc2_unscaled * ls).view_as(w2) if need[5] else None
+        grad_b2 = grad_sum * (layer_scale if layer_scale is not None else 1.0) if need[6] else None
         grad_layer_scale = None
-        if ctx.needs_input_grad[7]:  # Σ grad·d·branch, with branch = σ(pre)·fc2ᵀ + b2 never stored
+        if need[7]:  # Σ grad·d·branch, with branch = σ(pre)·fc2ᵀ + b2 never stored
             grad_layer_scale = (fc2 * grad_fc2_unscaled).sum(1) + (b2 * grad_sum if b2 is not None else 0)
-        grad_res_scale = (grad * y).sum((0, 2, 3)) if ctx.needs_input_grad[8] else None
-        return (grad_y, grad_gamma, grad_beta, grad_w1, grad_b1, grad_w2, grad_b2,
-                grad_layer_scale, grad_res_scale, None, None)
+        grad_res_scale = (grad * y).sum((0, 2, 3)) if need[8] else None
+        grads = (grad_y, grad_gamma, grad_beta, grad_w1, grad_b1, grad_w2, grad_b2, grad_layer_scale, grad_res_scale,
+                 None, None, grad_up1, grad_down1, grad_up2, grad_down2)
+        return grads[: len(ctx.needs_input_grad)]
+
+
+def _factors(conv):
+    """(weight, up, down) of a conv the MLP kernel computes: a LoRA-adapted 1×1 conv (`dispatch.FoldedConv`) keeps
+    its factors apart, any other conv has none."""
+    up = getattr(conv, "up", None)
+    if up is None:
+        return conv.weight, None, None
+    return conv.base_weight, up, conv.down
 
 
 def mlp_mixing(y, norm, mlp, layer_scale=None, res_scale=None, sample_scale=None) -> torch.Tensor:
-    """r·y + d·ls·fc2(GELU(fc1(norm(y)))) for a one-group GroupNorm `norm` and an `Mlp` of 1×1 convs with GELU.
+    """r·y + d·ls·fc2(GELU(fc1(norm(y)))) for a one-group GroupNorm `norm` and an `Mlp` of 1×1 convs with GELU
+    (either conv may be a LoRA-adapted `dispatch.FoldedConv`).
 
     The hidden activation is made and consumed in cache-sized row chunks; in training only the pre-activation is
     stored (besides y), and the norm and GELU are recomputed in backward."""
     y = y.contiguous(memory_format=torch.channels_last)
-    args = (y, norm.weight, norm.bias, mlp.fc1.weight, mlp.fc1.bias, mlp.fc2.weight, mlp.fc2.bias,
-            layer_scale, res_scale, sample_scale, norm.eps)
+    w1, up1, down1 = _factors(mlp.fc1)
+    w2, up2, down2 = _factors(mlp.fc2)
+    args = (y, norm.weight, norm.bias, w1, mlp.fc1.bias, w2, mlp.fc2.bias,
+            layer_scale, res_scale, sample_scale, norm.eps, up1, down1, up2, down2)
     if torch.is_grad_enabled():
         return _MlpMixing.apply(*args)
     return _mlp_forward(*args, keep_hidden=False)[0]

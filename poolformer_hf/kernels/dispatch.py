@@ -4,7 +4,8 @@ A kernel forward computes a layer's sub-modules' math itself instead of calling 
 those sub-modules would be lost: a hook, a replaced module, a parametrization, a pruning mask, a quantized or sharded
 weight, an adapter. Each kernel forward therefore asks this module, at every call, whether the tree under it is still
 the one it was written for, and runs the layer's own forward (the plain modules, with the same parameters) when it is
-not. The checks read a few attributes per sub-module (the cost is in `scripts/benchmark.py`'s dispatch section):
+not. The checks read a few attributes per sub-module (their cost per forward: `scripts/benchmark.py --sections
+composition`):
 
 * every bypassed sub-module is of the exact class the kernel computes (a parametrized conv is a `ParametrizedConv2d`,
   an FSDP- or PEFT-wrapped module another class), has no forward / pre-forward / backward hooks and no forward of
@@ -28,17 +29,37 @@ import torch
 from torch import nn
 from torch.nn.modules import module as _module_globals
 
+from ..layers import DropPath, GroupNorm1, Mlp, Pooling, Scale
+
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
 KERNEL_FORWARDS: set = set()  # the kernel forward functions (kernels/__init__.py): an instance forward that is ours
 
 
 class FoldedConv:
-    """A conv's geometry with another weight: what a LoRA-wrapped conv computes, as one conv."""
+    """A conv's geometry with another weight: what a LoRA-wrapped conv computes, as one conv.
 
-    __slots__ = ("weight", "bias", "_conv_forward")
+    For a 1×1 conv the adapters stay factors, `weight = base_weight + up @ down` (`up` the B's side by side, `down`
+    the A's stacked, each scaled by its s): the PoolFormer block kernel multiplies by the factors (and derives the
+    factors' gradients) without forming the sum where that is cheaper; `weight` forms it once, on first use."""
 
-    def __init__(self, conv: nn.Conv2d, weight: torch.Tensor, bias: torch.Tensor | None):
-        self.weight, self.bias, self._conv_forward = weight, bias, conv._conv_forward
+    __slots__ = ("base_weight", "bias", "up", "down", "_weight", "_conv_forward")
+
+    def __init__(self, conv: nn.Conv2d, bias: torch.Tensor | None, weight: torch.Tensor | None = None,
+                 up: torch.Tensor | None = None, down: torch.Tensor | None = None):
+        self.base_weight, self.bias, self._conv_forward = conv.weight, bias, conv._conv_forward
+        self.up, self.down, self._weight = up, down, weight
+
+    @property
+    def weight(self) -> torch.Tensor:
+        if self._weight is None:
+            base = self.base_weight
+            self._weight = torch.addmm(base.view(base.shape[0], -1), self.up, self.down).view_as(base)
+        return self._weight
+
+
+def base_weight(conv) -> torch.Tensor:
+    """The weight a conv (or a `FoldedConv`) starts from: its dtype is the layer's."""
+    return conv.base_weight if type(conv) is FoldedConv else conv.weight
 
 
 # ------------------------------------------------------------------------------------------------- per call
@@ -90,16 +111,17 @@ def untouched(module: nn.Module, name: str, cls: type) -> str | None:
 
 
 def _plain_tensors(module: nn.Module, name: str, *attributes: str) -> str | None:
+    parameters, instance = module._parameters, module.__dict__
     for attribute in attributes:
-        tensor = getattr(module, attribute)
+        # a registered parameter without nn.Module.__getattr__'s slow path (an instance attribute would shadow it)
+        tensor = parameters[attribute] if attribute in parameters and attribute not in instance else getattr(
+            module, attribute)
         if tensor is not None and type(tensor) not in _PLAIN_TENSORS:
             return f"{name}.{attribute} is a {type(tensor).__name__} (not a plain tensor)"
     return None
 
 
 def norm(module: nn.Module, name: str) -> str | None:
-    from ..layers import GroupNorm1
-
     reason = untouched(module, name, GroupNorm1) or _plain_tensors(module, name, "weight", "bias")
     if reason is None and module.num_groups != 1:
         return f"{name} has {module.num_groups} groups, not 1"
@@ -107,16 +129,12 @@ def norm(module: nn.Module, name: str) -> str | None:
 
 
 def scale(module: nn.Module, name: str) -> str | None:
-    from ..layers import Scale
-
     if type(module) is nn.Identity:
         return untouched(module, name, nn.Identity)
     return untouched(module, name, Scale) or _plain_tensors(module, name, "scale")
 
 
 def drop_path(module: nn.Module, name: str) -> str | None:
-    from ..layers import DropPath
-
     return untouched(module, name, nn.Identity if type(module) is nn.Identity else DropPath)
 
 
@@ -166,6 +184,7 @@ def _lora(layer: nn.Module, name: str, pointwise: bool):
     if base.groups != 1:
         return f"{name}: LoRA on a grouped conv"
     weight = base.weight
+    ups, downs, deltas = [], [], []
     for adapter in layer.active_adapters:
         if adapter not in layer.lora_A:
             continue
@@ -187,8 +206,18 @@ def _lora(layer: nn.Module, name: str, pointwise: bool):
             return f"{where} has a LoRA bias"
         if down.weight.dtype != weight.dtype or up.weight.dtype != weight.dtype:
             return f"{where} is {down.weight.dtype}, the base weight {weight.dtype} (PEFT adds it in its own dtype)"
-        weight = weight + layer.get_delta_weight(adapter)
-    return base if weight is base.weight else FoldedConv(base, weight, base.bias)
+        if pointwise:  # PEFT's delta of a 1×1 conv, s·B·A, kept as its two factors
+            rank = down.weight.shape[0]
+            ups.append(up.weight.view(-1, rank))
+            downs.append(down.weight.view(rank, -1) * layer.scaling[adapter])
+        else:
+            deltas.append(layer.get_delta_weight(adapter))
+    if ups:
+        up, down = (ups[0], downs[0]) if len(ups) == 1 else (torch.cat(ups, 1), torch.cat(downs, 0))
+        return FoldedConv(base, base.bias, up=up, down=down)
+    if deltas:
+        return FoldedConv(base, base.bias, weight=sum(deltas, weight))
+    return base
 
 
 def convs(*named):
@@ -205,8 +234,6 @@ def convs(*named):
 # ------------------------------------------------------------------------------------------------- per kernel
 def poolformer_block(block: nn.Module):
     """(fc1, fc2) for the PoolFormer block kernel, or why the block's own forward runs."""
-    from ..layers import Mlp, Pooling
-
     parts = block._modules
     mlp = parts["mlp"]
     reason = (norm(parts["norm1"], "norm1") or untouched(parts["token_mixer"], "token_mixer", Pooling)
