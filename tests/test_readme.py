@@ -1,6 +1,7 @@
-"""The README's python blocks run as pasted: in order, in one fresh interpreter sharing one namespace, in an empty
-working directory, offline. A block that needs the Hub is marked `<!-- readme-test: skip (why) -->` on the line
-before its fence, and the block right after it is its offline twin."""
+"""The python blocks of README.md and of each docs/*.md file run as pasted: per file, in order, in one fresh
+interpreter sharing one namespace, in an empty working directory, offline. A block that needs the Hub is marked
+`<!-- readme-test: skip (why) -->` on the line before its fence, and the block right after it is its offline twin.
+Also: README.md stays a short guide (MAX_README_LINES), and no page names a commit hash or an issue number."""
 
 import json
 import os
@@ -14,17 +15,21 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+PAGES = [README, *DOCS]
+MAX_README_LINES = 250
+MIN_README_BLOCKS = 5  # README.md's python blocks that run; a docs page needs at least one to be run at all
 SKIP_MARKER = re.compile(r"^<!-- readme-test: skip \((?P<reason>[^)]+)\) -->$")
 MAX_SKIPPED = 2  # skipped blocks stay few: each is a snippet a user cannot check offline
 OFFLINE_TWIN = "# Offline"  # how the block after a skipped one starts
 
-# Runs each block with README.md as its file name and its README line numbers, so a traceback points at the README.
+# Runs each block with the page as its file name and its line numbers, so a traceback points at the page.
 DRIVER = """
 import json, sys
 namespace = {"__name__": "__main__"}
 for block in json.load(open(sys.argv[1], encoding="utf-8")):
     exec(compile("\\n" * (block["line"] - 1) + block["code"], sys.argv[2], "exec"), namespace)
-    print(f"ran the block at README.md:{block['line']}", flush=True)
+    print(f"ran the block at line {block['line']}", flush=True)
 """
 
 
@@ -61,8 +66,15 @@ def readme_blocks(text: str) -> list[Block]:
     return blocks
 
 
-def python_blocks() -> list[Block]:
-    return [block for block in readme_blocks(README.read_text(encoding="utf-8")) if block.language == "python"]
+def python_blocks(page: Path = README) -> list[Block]:
+    return [block for block in readme_blocks(page.read_text(encoding="utf-8")) if block.language == "python"]
+
+
+def name(page: Path) -> str:
+    return str(page.relative_to(ROOT))
+
+
+PAGES_WITH_CODE = [page for page in PAGES if python_blocks(page)]
 
 
 def test_the_parser_finds_blocks_markers_and_refuses_a_detached_marker():
@@ -77,23 +89,26 @@ def test_the_parser_finds_blocks_markers_and_refuses_a_detached_marker():
         readme_blocks("text\n```python\na = 1\n")
 
 
-def test_skipped_blocks_are_few_and_each_is_followed_by_its_offline_twin():
-    blocks = python_blocks()
+@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=name)
+def test_skipped_blocks_are_few_and_each_is_followed_by_its_offline_twin(page):
+    blocks = python_blocks(page)
     skipped = [index for index, block in enumerate(blocks) if block.skip]
     assert len(skipped) <= MAX_SKIPPED, (
-        f"{len(skipped)} README blocks are skipped (lines {[blocks[i].line for i in skipped]}); keep at most "
+        f"{len(skipped)} blocks of {name(page)} are skipped (lines {[blocks[i].line for i in skipped]}); keep at most "
         f"{MAX_SKIPPED}: give a block an offline form instead")
     for index in skipped:
-        compile(blocks[index].code, f"README.md:{blocks[index].line}", "exec")  # not run, but valid Python
+        compile(blocks[index].code, f"{name(page)}:{blocks[index].line}", "exec")  # not run, but valid Python
         twin = blocks[index + 1] if index + 1 < len(blocks) else None
         assert twin is not None and twin.skip is None and twin.code.startswith(OFFLINE_TWIN), (
-            f"the skipped block at README.md:{blocks[index].line} ({blocks[index].skip}) must be followed by a "
+            f"the skipped block at {name(page)}:{blocks[index].line} ({blocks[index].skip}) must be followed by a "
             f"python block that runs and starts with {OFFLINE_TWIN!r}, its offline twin")
 
 
-def test_readme_python_blocks_run_in_order_offline(tmp_path):
-    blocks = [block for block in python_blocks() if block.skip is None]
-    assert len(blocks) >= 5, f"expected the README's python blocks, found {len(blocks)} to run"
+@pytest.mark.parametrize("page", PAGES_WITH_CODE, ids=name)
+def test_python_blocks_run_in_order_offline(tmp_path, page):
+    blocks = [block for block in python_blocks(page) if block.skip is None]
+    least = MIN_README_BLOCKS if page == README else 1
+    assert len(blocks) >= least, f"expected {name(page)}'s python blocks, found {len(blocks)} to run"
     (tmp_path / "blocks.json").write_text(json.dumps([block.__dict__ for block in blocks]), encoding="utf-8")
     workdir = tmp_path / "work"
     workdir.mkdir()
@@ -103,9 +118,35 @@ def test_readme_python_blocks_run_in_order_offline(tmp_path):
            "HF_HOME": str(tmp_path / "hf_home"),  # an empty Hub cache, dynamic modules included
            "HF_ENDPOINT": "http://127.0.0.1:9",  # and no Hub to reach, should anything try
            "TOKENIZERS_PARALLELISM": "false"}
-    result = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path / "blocks.json"), str(README)],
+    result = subprocess.run([sys.executable, "-c", DRIVER, str(tmp_path / "blocks.json"), str(page)],
                             cwd=workdir, env=env, capture_output=True, text=True, timeout=600)
-    ran = result.stdout.count("ran the block at README.md:")
+    ran = result.stdout.count("ran the block at line ")
     if result.returncode != 0 or ran != len(blocks):
-        pytest.fail(f"{ran} of {len(blocks)} README blocks ran; the next one (README.md:"
+        pytest.fail(f"{ran} of {len(blocks)} blocks of {name(page)} ran; the next one ({name(page)}:"
                     f"{blocks[min(ran, len(blocks) - 1)].line}) failed:\n{result.stderr[-6000:]}", pytrace=False)
+
+
+def test_readme_is_a_short_guide():
+    lines = len(README.read_text(encoding="utf-8").splitlines())
+    assert lines <= MAX_README_LINES, f"README.md has {lines} lines; keep it to {MAX_README_LINES}, detail goes to docs/"
+
+
+# A commit hash: a word of 7-40 hex digits holding both a digit and a letter a-f (so neither "1000000" nor "defaced").
+COMMIT_HASH = re.compile(r"\b(?=[0-9a-f]*[0-9])(?=[0-9a-f]*[a-f])[0-9a-f]{7,40}\b")
+ISSUE_REFERENCE = re.compile(r"\bissues?\s*#?\s*\d+|(?<![&\w])#\d+\b", re.IGNORECASE)
+
+
+def test_the_hash_and_issue_patterns():
+    assert COMMIT_HASH.findall("at `d1e4d49`, a22a80e and 9ad328d, not 1000000, defaced or 1e-5") == [
+        "d1e4d49", "a22a80e", "9ad328d"]
+    assert [m.group() for m in ISSUE_REFERENCE.finditer("issue 11, Issue #7, #12, but not #segmentation")] == [
+        "issue 11", "Issue #7", "#12"]
+
+
+@pytest.mark.parametrize("page", PAGES, ids=name)
+def test_no_commit_hashes_or_issue_numbers(page):
+    """Readers have neither this repository's history nor its tracker: say what a revision or an issue was."""
+    found = [f"{name(page)}:{number}: {match.group()!r}"
+             for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1)
+             for pattern in (COMMIT_HASH, ISSUE_REFERENCE) for match in pattern.finditer(line)]
+    assert not found, "commit hashes or issue numbers:\n" + "\n".join(found)
