@@ -10,20 +10,20 @@ from . import _quiet_imports  # noqa: F401  (first: before transformers loads to
 from transformers import (
     AutoBackbone,
     AutoConfig,
+    AutoImageProcessor,
     AutoModel,
     AutoModelForImageClassification,
     AutoModelForSemanticSegmentation,
+    PreTrainedConfig,
 )
 
-from .auto_registration_image import register_image_processors
-from .auto_registration_segmentation import register_segmentation_image_processor
 from .configuration_poolformer import PoolFormerConfig
 from .image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from .image_processing_poolformer import PoolFormerImageProcessor
 from .image_processing_segmentation_poolformer import PoolFormerSegmentationImageProcessor
-from .inference import fuse_for_inference
+from .inference.folding import fuse_for_inference
 from .kernels import install_on_new_models, set_kernels
-from .labels import imagenet_id2label
+from .data.labels import imagenet_id2label
 from .modeling_poolformer import (
     PoolFormerBackbone,
     PoolFormerForImageClassification,
@@ -32,6 +32,35 @@ from .modeling_poolformer import (
 )
 from .modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
 from .presets import PRESET_NAMES, PRESETS
+
+
+class SegmentationProcessorKey(PreTrainedConfig):
+    """Registry key only: never instantiated, matches no model folder.
+
+    AutoImageProcessor maps a config class to one processor per backend, and PoolFormerConfig's entry is the
+    classification processor. A segmentation folder shares that config class, so without this key AutoImageProcessor
+    would load its `preprocessor_config.json` into the classification processor (center crop, no label maps, no
+    `post_process_semantic_segmentation`). AutoImageProcessor resolves a recorded `image_processor_type` by searching
+    the classes of every registered entry, so the segmentation processor gets an entry of its own under this key.
+    """
+
+    model_type = "poolformer_hf_segmentation_processor"
+
+
+def register_image_processors() -> None:
+    """Let `AutoImageProcessor.from_pretrained(folder, backend="torchvision" | "pil")` pick our processors, and find
+    the segmentation processor by the name a saved folder records. Safe to call more than once: the classes are
+    already registered for auto-class code sharing, so this only adds the config-class mappings."""
+    AutoImageProcessor.register(
+        PoolFormerConfig,
+        image_processor_classes={"torchvision": PoolFormerImageProcessor, "pil": PoolFormerImageProcessorPil},
+        exist_ok=True,
+    )
+    AutoImageProcessor.register(
+        SegmentationProcessorKey,
+        image_processor_classes={"torchvision": PoolFormerSegmentationImageProcessor},
+        exist_ok=True,
+    )
 
 
 def _register() -> None:
@@ -46,7 +75,6 @@ def _register() -> None:
         model_class.register_for_auto_class(auto_class.__name__)
     PoolFormerConfig.register_for_auto_class()
     register_image_processors()
-    register_segmentation_image_processor()
     install_on_new_models(PoolFormerPreTrainedModel)
 
 

@@ -13,7 +13,7 @@ from huggingface_hub.dataclasses import strict
 from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
-from .atomic_files import write_text_atomically
+from .files import write_text_atomically
 from .configuration_checks import check_init_keywords, check_override_names, check_values, json_text
 from .presets import PRESET_NAMES, PRESETS
 

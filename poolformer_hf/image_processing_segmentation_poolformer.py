@@ -6,7 +6,7 @@ label maps through the same resize (bilinear for images, nearest for labels), Im
 `post_process_semantic_segmentation(outputs, target_sizes)` (logits resized bilinearly to each image's size, then
 argmax). What is ours: the paper's 512×512 input, and label maps checked before they are resized, so a colour mask or
 a float map fails with a clear error instead of silently becoming class ids. Training augmentation (random scale,
-crop, flip) lives in `poolformer_hf.segmentation.transforms`.
+crop, flip) lives in `poolformer_hf.tasks.segmentation.transforms`.
 """
 
 import numpy as np

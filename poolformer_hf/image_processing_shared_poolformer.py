@@ -20,6 +20,7 @@ from transformers.image_utils import (
 )
 from transformers.processing_utils import ImagesKwargs
 
+from .files import ship_code
 from .image_inputs import flatten_images, to_pixel_array
 
 
@@ -156,29 +157,33 @@ class PoolFormerImageProcessingMixin:
         return self.resize(batch, SizeDict(height=new_size[0], width=new_size[1]), resample)
 
     def to_dict(self) -> dict:
-        # save_pretrained names only the class being saved in auto_map; name both backends (both files are copied
-        # because `backend_classes` imports them) so `AutoImageProcessor.from_pretrained(..., backend=...)` can
-        # choose between them with trust_remote_code.
+        # save_pretrained names only the class being saved in auto_map; name both backends so
+        # `AutoImageProcessor.from_pretrained(..., backend=...)` can choose between them with trust_remote_code.
         output = super().to_dict()
         auto_map = output.get("auto_map")
         if isinstance(auto_map, dict) and "AutoImageProcessor" in auto_map:
-            output["auto_map"] = {
-                **auto_map,
-                "AutoImageProcessor": {
-                    backend: f"{cls.__module__.rsplit('.', 1)[-1]}.{cls.__name__}"
-                    for backend, cls in backend_classes().items()
-                },
-            }
+            output["auto_map"] = {**auto_map, "AutoImageProcessor": dict(BACKEND_CLASS_REFERENCES)}
         return output
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save, with the code files of both backends (auto_map names both; transformers copies only
+        the saved class's file and what it imports)."""
+        saved = super().save_pretrained(save_directory, *args, **kwargs)
+        if self._auto_class is not None:
+            ship_code(save_directory, "image processor")
+        return saved
 
-def backend_classes() -> dict:
-    """The processor class of each backend, keyed the way `AutoImageProcessor.register` expects."""
-    # Imported here: both files import this one.
-    from .image_processing_pil_poolformer import PoolFormerImageProcessorPil
-    from .image_processing_poolformer import PoolFormerImageProcessor
+    def _upload_modified_files(self, working_dir, *args, **kwargs):
+        if self._auto_class is not None:  # save_pretrained(push_to_hub=True) uploads before it returns
+            ship_code(working_dir, "image processor")
+        return super()._upload_modified_files(working_dir, *args, **kwargs)
 
-    return {"torchvision": PoolFormerImageProcessor, "pil": PoolFormerImageProcessorPil}
+
+# The processor class of each backend, as `auto_map` references it (file stem and class name).
+BACKEND_CLASS_REFERENCES = {
+    "torchvision": "image_processing_poolformer.PoolFormerImageProcessor",
+    "pil": "image_processing_pil_poolformer.PoolFormerImageProcessorPil",
+}
 
 
 # Settings

@@ -2,6 +2,10 @@
 
 One path through every model: pixel_values → stem → [downsample → blocks] × stages → (norm, pool) → head.
 `PoolFormerModel` owns that path; the classification and backbone classes only add what is theirs.
+
+On CPU, where this package is imported, the forwards of `MetaFormerBlock`, `Mlp`, `SepConv`, `Stem` and `Downsample`
+are replaced per instance by `poolformer_hf/kernels/` (the same math; `kernels/dispatch.py` decides at each call, and
+`poolformer_hf.kernels.describe(model)` says what runs where and why); this file is what runs everywhere else.
 """
 
 import os
@@ -26,7 +30,7 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_poolformer import PoolFormerConfig
-from .file_modes import follow_umask
+from .files import follow_umask
 from .layers import TOKEN_MIXERS, DropPath, Mlp, MlpHead, RandomMixing, Scale, make_norm, make_scale
 
 

@@ -10,7 +10,7 @@
 
 Writes benchmark.json (every sample), benchmark.md (the README tables) and benchmark.png (needs matplotlib) to --out.
 The method (interleaved medians, peak memory in fresh processes, the 1×1-conv roofline timed alongside the float32
-inference cases) is described in poolformer_hf/benchmarking.py.
+inference cases) is described in benchmarks/harness.py.
 """
 
 import argparse
@@ -21,8 +21,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from poolformer_hf import benchmarking as bench  # noqa: E402
-from poolformer_hf.export.deploy_benchmark import run_deploy  # noqa: E402
+from benchmarks import harness as bench  # noqa: E402
+from benchmarks.deploy import run_deploy  # noqa: E402
 
 SECTIONS = ("inference", "training", "memory", "scaling", "dense", "composition", "deploy")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from poolformer_hf import PRESET_NAMES
-from poolformer_hf.convert import convert_checkpoint
+from poolformer_hf.conversion.to_folder import convert_checkpoint
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from poolformer_hf import PRESET_NAMES
-from poolformer_hf.model_card import DEFAULT_NAMESPACE, preset_card
+from poolformer_hf.hub.model_card import DEFAULT_NAMESPACE, preset_card
 
 
 def main(argv=None) -> int:

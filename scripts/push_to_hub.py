@@ -10,7 +10,7 @@ Exit status: 0 pushed (or nothing changed), 1 the upload failed, 2 the folder wa
 import argparse
 import sys
 
-from poolformer_hf.hub import DEFAULT_REQUEST_TIMEOUT, PushError, push_folder_to_hub
+from poolformer_hf.hub.publish import DEFAULT_REQUEST_TIMEOUT, PushError, push_folder_to_hub
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@ Runs the same under `torchrun --nproc_per_node 2 scripts/train.py ...` and `acce
 See `python scripts/train.py --help` for every option (model, data, recipe, and transformers.TrainingArguments).
 """
 
-from poolformer_hf.training.run import main
+from poolformer_hf.tasks.classification.run import main
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Hostile checkpoint files for the tests of `poolformer_hf.checkpoint_files` and `poolformer_hf.convert`."""
+"""Hostile checkpoint files for the tests of `poolformer_hf.conversion.checkpoint_files` and `poolformer_hf.conversion.to_folder`."""
 
 import io
 import zipfile

@@ -1,4 +1,4 @@
-"""Fixtures that point huggingface_hub at a loopback Hub (`poolformer_hf.testing.LoopbackHub`).
+"""Fixtures that point huggingface_hub at a loopback Hub (`fixtures.LoopbackHub`).
 
 Import the fixtures into a test module: `from hub_fixtures import loopback_hub  # noqa: F401`.
 
@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub import constants
 
-from poolformer_hf.testing import LoopbackHub
+from fixtures import LoopbackHub
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

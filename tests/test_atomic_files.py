@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from poolformer_hf import atomic_files
-from poolformer_hf.atomic_files import write_text_atomically
+from poolformer_hf import files as atomic_files
+from poolformer_hf.files import write_text_atomically
 
 
 def test_writes_and_replaces_the_file_with_the_mode_open_would_give(tmp_path):

@@ -3,7 +3,7 @@
 from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING
 
 from poolformer_hf import PoolFormerConfig, PoolFormerImageProcessor, PoolFormerImageProcessorPil
-from poolformer_hf.auto_registration_image import register_image_processors
+from poolformer_hf import register_image_processors
 
 
 def test_package_import_registers_both_backends():

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from poolformer_hf import PoolFormerConfig
-from poolformer_hf import benchmarking as bench
+from benchmarks import harness as bench
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +117,7 @@ def test_plot_title_names_the_machine():
 
 def test_deploy_section_times_both_exported_models_and_they_compute_our_function(models):
     pytest.importorskip("onnxruntime", reason="ONNX Runtime is not installed (the export extra)")
-    from poolformer_hf.export.deploy_benchmark import deploy_table, run_deploy
+    from benchmarks.deploy import deploy_table, run_deploy
 
     rows = run_deploy(models, batches=(1, 2), runtimes=("onnxruntime",), int8=False, resolution=64, repeats=1,
                       log=lambda line: None)

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from poolformer_hf import benchmarking as bench
+from benchmarks import harness as bench
 from poolformer_hf.modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
 
 

@@ -1,4 +1,4 @@
-"""poolformer_hf.checkpoint_files: every file is named for what it is, and refused before anything dangerous happens."""
+"""poolformer_hf.conversion.checkpoint_files: every file is named for what it is, and refused before anything dangerous happens."""
 
 import os
 import pickle
@@ -11,7 +11,7 @@ from safetensors.torch import save_file
 
 from checkpoint_fixtures import write_deflate_bomb
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
-from poolformer_hf.checkpoint_files import (
+from poolformer_hf.conversion.checkpoint_files import (
     MAX_CHECKPOINT_BYTES,
     check_floating,
     identify_checkpoint_file,

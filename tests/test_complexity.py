@@ -3,7 +3,7 @@
 import pytest
 
 from poolformer_hf import PoolFormerConfig
-from poolformer_hf.complexity import measure
+from poolformer_hf.hub.complexity import measure
 
 # name: (params in M, tolerance in M or fraction, MACs in G, tolerance fraction)
 PAPER_TABLES = {

@@ -25,7 +25,7 @@ from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification, ke
 from poolformer_hf.kernels import branches
 from poolformer_hf.layers import Mlp, SepConv
 from poolformer_hf.modeling_poolformer import MetaFormerBlock
-from poolformer_hf.training.lora import DEFAULT_TARGET_MODULES
+from poolformer_hf.tasks.classification.lora import DEFAULT_TARGET_MODULES
 
 FAMILIES = {"v1": "poolformer_s12", "v2": "poolformerv2_s12", "convformer": "convformer_s18",
             "caformer": "caformer_s18"}
@@ -487,7 +487,7 @@ sys.path.insert(0, {tests!r})
 import test_composition as t
 from poolformer_hf import set_kernels
 from poolformer_hf.modeling_poolformer import MetaFormerBlock
-from poolformer_hf.training.lora import DEFAULT_TARGET_MODULES
+from poolformer_hf.tasks.classification.lora import DEFAULT_TARGET_MODULES
 
 import poolformer_hf.kernels as kernel_layer
 

@@ -1,4 +1,4 @@
-"""scripts/convert_checkpoint.py and poolformer_hf.convert: every source format, and every way a file can be bad."""
+"""scripts/convert_checkpoint.py and poolformer_hf.conversion.to_folder: every source format, and every way a file can be bad."""
 
 import contextlib
 import errno
@@ -19,8 +19,8 @@ from safetensors.torch import load_file, save_file
 
 from conftest import ROOT, max_abs_diff, randomize_
 from poolformer_hf import PoolFormerForImageClassification, PoolFormerModel
-from poolformer_hf.convert import convert_checkpoint
-from poolformer_hf.output_folders import MARKER_NAME, remove_stale_staging
+from poolformer_hf.conversion.to_folder import convert_checkpoint
+from poolformer_hf.hub.output_folders import MARKER_NAME, remove_stale_staging
 
 PIXELS = torch.randn(2, 3, 96, 96, generator=torch.Generator().manual_seed(0))
 
@@ -312,7 +312,7 @@ def test_int8_checkpoint_ends_in_an_error_line(tmp_path, s12_checkpoints, capsys
 _PAUSING_CONVERSIONS = """
 import os, shutil, sys, time
 import transformers.modeling_utils as modeling_utils
-import poolformer_hf.convert as convert
+import poolformer_hf.conversion.to_folder as convert
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
 
 checkpoint, parent = sys.argv[1:3]

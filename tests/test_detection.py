@@ -6,15 +6,15 @@ from PIL import Image
 
 from conftest import tiny_config
 from poolformer_hf import PoolFormerBackbone
-from poolformer_hf.detection.data import generated_shapes, load_coco
-from poolformer_hf.detection.metrics import coco_map
-from poolformer_hf.detection.model import (
+from poolformer_hf.tasks.detection.data import generated_shapes, load_coco
+from poolformer_hf.tasks.detection.metrics import coco_map
+from poolformer_hf.tasks.detection.model import (
     DETECTORS,
     backbone_of,
     build_detection_processor,
     detection_config,
 )
-from poolformer_hf.detection.run import DetectionDataset, collate_detection, flip_annotation
+from poolformer_hf.tasks.detection.run import DetectionDataset, collate_detection, flip_annotation
 
 NAMES = ["circle", "square", "triangle"]
 SMALL = {
@@ -126,7 +126,7 @@ def test_coco_files_load_with_contiguous_categories_and_stay_in_their_folder(tmp
 
 def test_a_tiny_run_trains_saves_and_reloads_to_the_same_map(tmp_path):
     # 64 px: RT-DETR's encoder upsamples stride 32 to 16 to 8 by ×2, so the input must be a multiple of 32.
-    from poolformer_hf.detection.run import main
+    from poolformer_hf.tasks.detection.run import main
 
     metrics = main([
         "--output_dir", str(tmp_path), "--image_size", "64", "--generated_train_size", "8",

@@ -53,7 +53,7 @@ def test_onnx_folder_runs_on_onnx_runtime_at_other_shapes(tmp_path, model):
 
 def norm_layers(model) -> int:
     """The folded module's norms: the one-group ones of the blocks (8 here) and the channel LayerNorms (5)."""
-    from poolformer_hf.inference import Normalize, fuse_for_inference
+    from poolformer_hf.inference.folding import Normalize, fuse_for_inference
     from poolformer_hf.layers import ChannelLayerNorm
 
     folded = fuse_for_inference(model)

@@ -13,8 +13,8 @@ from safetensors.torch import save_file
 from conftest import tiny_config
 from poolformer_hf import PoolFormerForImageClassification
 from poolformer_hf.export.artefact import write_atomically
-from poolformer_hf.file_modes import current_umask, follow_umask
-from poolformer_hf.output_folders import new_staging_folder, publish
+from poolformer_hf.files import current_umask, follow_umask
+from poolformer_hf.hub.output_folders import new_staging_folder, publish
 
 
 @pytest.fixture(params=[0o022, 0o077, 0o002], ids=lambda mask: f"umask{mask:03o}")

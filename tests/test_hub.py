@@ -16,7 +16,7 @@ from safetensors.torch import load_file, save_file
 from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
 from hub_fixtures import REPO_ROOT, folder_digest, fresh_cache_env, save_tiny_model
 from isolated_python import run_isolated
-from poolformer_hf.hub import PushError, load_model_folder, push_folder_to_hub, validate_model_folder
+from poolformer_hf.hub.publish import PushError, load_model_folder, push_folder_to_hub, validate_model_folder
 
 REPO = "test-org/tiny-poolformer"
 

@@ -1,4 +1,4 @@
-"""poolformer_hf.hub_folder: nothing outside the folder is read or uploaded, and none of its code runs unasked."""
+"""poolformer_hf.hub.folder_checks: nothing outside the folder is read or uploaded, and none of its code runs unasked."""
 
 import json
 import os
@@ -7,7 +7,7 @@ import pytest
 
 from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
 from hub_fixtures import save_tiny_model
-from poolformer_hf.hub import push_folder_to_hub, validate_model_folder
+from poolformer_hf.hub.publish import push_folder_to_hub, validate_model_folder
 
 REPO = "test-org/tiny-poolformer"
 SECRET = "hf_SECRET_credentials_do_not_upload"

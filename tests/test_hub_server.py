@@ -11,8 +11,8 @@ from huggingface_hub.errors import (
 
 from hub_fixtures import loopback_hub  # noqa: F401  (a fixture)
 from hub_fixtures import save_tiny_model
-from poolformer_hf.hub import http_library
-from poolformer_hf.testing import LoopbackHub, git_blob_id
+from poolformer_hf.hub.publish import http_library
+from fixtures import LoopbackHub, git_blob_id
 
 REPO = "org/files"
 

@@ -15,7 +15,7 @@ from poolformer_hf import (
     PoolFormerModel,
     fuse_for_inference,
 )
-from poolformer_hf import inference
+from poolformer_hf.inference import folding as inference
 from tests.conftest import max_abs_diff, randomize_
 
 # One preset per family: every mixer, norm and head recipe the folding treats differently.

@@ -335,7 +335,7 @@ def test_compiled_training_step_has_no_graph_break_and_the_same_gradients():
 
 
 def test_selective_checkpointing_of_the_plain_blocks_gives_the_same_gradients(config):
-    from poolformer_hf.kernels.selective_checkpointing import apply_selective_checkpointing
+    from poolformer_hf.tasks.selective_checkpointing import apply_selective_checkpointing
 
     model = randomize_(PoolFormerForImageClassification(config)).train()
     selective = apply_selective_checkpointing(plain_copy(model))

@@ -3,7 +3,7 @@
 from timm.data import ImageNetInfo
 
 from poolformer_hf import PoolFormerConfig
-from poolformer_hf.labels import imagenet_id2label
+from poolformer_hf.data.labels import imagenet_id2label
 
 
 def test_names_are_timms_imagenet_1k_lemmas_in_index_order():

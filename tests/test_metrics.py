@@ -8,7 +8,7 @@ import pytest
 from sklearn.metrics import accuracy_score, f1_score, top_k_accuracy_score
 from transformers import EvalPrediction
 
-from poolformer_hf.metrics import compute_metrics_fn, load_metric, metric_path
+from poolformer_hf.tasks.metrics import compute_metrics_fn, load_metric, metric_path
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +86,7 @@ def test_unknown_metric_name_is_rejected():
 def test_metrics_load_offline_on_an_empty_cache(tmp_path):
     code = (
         "import json, evaluate\n"
-        "from poolformer_hf.metrics import metric_path\n"
+        "from poolformer_hf.tasks.metrics import metric_path\n"
         "top_k = evaluate.load(metric_path('top_k_accuracy'))\n"
         "f1 = evaluate.load(metric_path('macro_f1') + '/macro_f1.py')\n"
         "r = top_k.compute(predictions=[[0.1, 0.9], [0.8, 0.2]], references=[1, 1], k=[1])\n"

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from poolformer_hf.metrics import load_metric
+from poolformer_hf.tasks.metrics import load_metric
 
 
 @pytest.fixture(scope="module")

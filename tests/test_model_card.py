@@ -10,8 +10,8 @@ from huggingface_hub import ModelCard
 
 from hub_fixtures import REPO_ROOT, save_tiny_model
 from poolformer_hf import PRESET_NAMES, PoolFormerConfig, PoolFormerForImageClassification
-from poolformer_hf.complexity import count_parameters, measure
-from poolformer_hf.model_card import folder_facts, match_preset, preset_card, render_card
+from poolformer_hf.hub.complexity import count_parameters, measure
+from poolformer_hf.hub.model_card import folder_facts, match_preset, preset_card, render_card
 
 CARDS = REPO_ROOT / "model_cards"
 

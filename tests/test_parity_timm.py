@@ -6,7 +6,7 @@ import torch
 
 from conftest import max_abs_diff, randomize_
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
-from poolformer_hf.conversion import convert_state_dict, detect_format
+from poolformer_hf.conversion.formats import convert_state_dict, detect_format
 
 
 def timm_and_ours(name: str, num_classes: int = 10):
@@ -78,7 +78,7 @@ def test_from_pretrained_loads_a_timm_hub_folder_and_saves_in_our_names(tmp_path
 
 def test_a_timm_caformer_folder_converts_with_the_converter(tmp_path):
     # timm keeps CAFormer's attention-stage MLPs as linear layers; the converter reshapes them into our 1×1 convs.
-    from poolformer_hf.convert import convert_checkpoint
+    from poolformer_hf.conversion.to_folder import convert_checkpoint
 
     theirs = save_timm_hub_folder("caformer_s18", tmp_path / "timm")
     assert convert_checkpoint(str(tmp_path / "timm" / "model.safetensors"), "caformer_s18", str(tmp_path / "out")) == "timm"

@@ -6,7 +6,7 @@ import transformers
 
 from conftest import max_abs_diff, randomize_
 from poolformer_hf import PoolFormerForImageClassification, PoolFormerModel
-from poolformer_hf.conversion import convert_state_dict
+from poolformer_hf.conversion.formats import convert_state_dict
 
 SHAPES = {
     "s12": dict(depths=[2, 2, 6, 2], hidden_sizes=[64, 128, 320, 512]),

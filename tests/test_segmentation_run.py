@@ -6,9 +6,9 @@ from transformers import TrainerCallback
 
 from conftest import randomize_, tiny_config
 from poolformer_hf import PoolFormerForImageClassification
-from poolformer_hf.segmentation.arguments import parse_arguments
-from poolformer_hf.segmentation.model import build_segmentation_model
-from poolformer_hf.segmentation.run import run
+from poolformer_hf.tasks.segmentation.arguments import parse_arguments
+from poolformer_hf.tasks.segmentation.model import build_segmentation_model
+from poolformer_hf.tasks.segmentation.run import run
 
 NAMES = ["background", "circle", "square", "triangle"]
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from poolformer_hf.segmentation.shapes import LABEL_NAMES, make_scene, make_scenes
+from poolformer_hf.tasks.segmentation.shapes import LABEL_NAMES, make_scene, make_scenes
 
 
 def test_scenes_are_deterministic_and_seeds_differ():

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 
 from poolformer_hf import PoolFormerSegmentationImageProcessor
-from poolformer_hf.segmentation.transforms import SegmentationTrainTransform, reduce_labels
+from poolformer_hf.tasks.segmentation.transforms import SegmentationTrainTransform, reduce_labels
 
 PROCESSOR = PoolFormerSegmentationImageProcessor(image_mean=[0, 0, 0], image_std=[1, 1, 1])
 

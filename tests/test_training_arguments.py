@@ -3,7 +3,7 @@ import json
 import pytest
 from training_helpers import parse
 
-from poolformer_hf.training.arguments import DEFAULT_OUTPUT_DIR, make_parser, parse_arguments
+from poolformer_hf.tasks.classification.arguments import DEFAULT_OUTPUT_DIR, make_parser, parse_arguments
 
 
 def test_bare_command_trains_and_evaluates_with_adamw_cosine_warmup():

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from training_helpers import parse, write_image_folder
 
-from poolformer_hf.training.data import build_data, load_image_folders, splits_from_dataset_dict
-from poolformer_hf.training.splits import ImageSplit, open_image, stratified_split
+from poolformer_hf.tasks.classification.data import build_data, load_image_folders, splits_from_dataset_dict
+from poolformer_hf.tasks.classification.splits import ImageSplit, open_image, stratified_split
 
 
 def data_args(*argv):
@@ -108,7 +108,7 @@ def test_hub_validation_labels_missing_from_train_are_named(monkeypatch):
     feature = datasets.ClassLabel(names=["cat", "dog", "eel"])
     dataset = _hub_dataset([0, 0, 1, 1], [0, 2], label_feature=feature)
     monkeypatch.setattr(
-        "poolformer_hf.training.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset)
+        "poolformer_hf.tasks.classification.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset)
     )
     with pytest.raises(ValueError, match=r"validation split has labels the training split lacks: \['eel'\]"):
         build_data(data_args("--dataset_name", "some/dataset"))
@@ -122,7 +122,7 @@ def test_corrupt_image_in_a_hub_dataset_is_named(monkeypatch):
     features["image"] = datasets.Image(decode=False)
     dataset["train"] = datasets.Dataset.from_dict(broken, features=features).cast_column("image", datasets.Image())
     monkeypatch.setattr(
-        "poolformer_hf.training.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset)
+        "poolformer_hf.tasks.classification.data.load_hub_splits", lambda *a, **k: splits_from_dataset_dict(dataset)
     )
     with pytest.raises(ValueError, match=r"unreadable image shard-0/row2.png \(train example"):
         build_data(data_args("--dataset_name", "some/dataset", "--train_val_split", "0.5"))

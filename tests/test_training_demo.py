@@ -3,8 +3,8 @@ from PIL import Image
 
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
-from poolformer_hf.training.demo import classify_split, format_predictions
-from poolformer_hf.training.splits import ImageSplit
+from poolformer_hf.tasks.classification.demo import classify_split, format_predictions
+from poolformer_hf.tasks.classification.splits import ImageSplit
 
 
 def test_classify_split_names_prediction_and_truth():

@@ -1,6 +1,6 @@
 import numpy as np
 
-from poolformer_hf.training.digits import DIGITS_IMAGE_SIZE, load_digits_data
+from poolformer_hf.tasks.classification.digits import DIGITS_IMAGE_SIZE, load_digits_data
 
 
 def test_digits_splits_are_disjoint_stratified_and_complete():

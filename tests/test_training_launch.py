@@ -5,8 +5,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from poolformer_hf.training import launch
-from poolformer_hf.training.launch import (
+from poolformer_hf.tasks.classification import launch
+from poolformer_hf.tasks.classification.launch import (
     check_single_process_launch,
     check_world_size,
     default_use_cpu,

@@ -18,8 +18,8 @@ from transformers import TrainerCallback
 
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
 from poolformer_hf.kernels import describe
-from poolformer_hf.training.lora import ADAPTER_FOLDER, load_adapter_folder
-from poolformer_hf.training.run import main
+from poolformer_hf.tasks.classification.lora import ADAPTER_FOLDER, load_adapter_folder
+from poolformer_hf.tasks.classification.run import main
 
 pytest.importorskip("peft")
 
@@ -74,7 +74,7 @@ def test_adapter_of_s12_at_rank_8_is_under_5_mb(tmp_path):
     # The size of what --lora saves for PoolFormer-S12 with its 10-class head (built, not trained: the same bytes).
     import peft
 
-    from poolformer_hf.training.lora import DEFAULT_TARGET_MODULES, MODULES_TO_SAVE
+    from poolformer_hf.tasks.classification.lora import DEFAULT_TARGET_MODULES, MODULES_TO_SAVE
 
     model = PoolFormerForImageClassification(PoolFormerConfig.from_preset("poolformer_s12", num_labels=10))
     config = peft.LoraConfig(r=8, lora_alpha=16, target_modules=DEFAULT_TARGET_MODULES, modules_to_save=MODULES_TO_SAVE)

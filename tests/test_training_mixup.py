@@ -2,7 +2,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from poolformer_hf.training.mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
+from poolformer_hf.tasks.classification.mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
 
 
 def test_smoothed_one_hot_rows_sum_to_one():

@@ -5,8 +5,8 @@ from training_helpers import parse
 
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
-from poolformer_hf.training.model import DEFAULT_SCRATCH_OVERRIDES, build_image_processor, build_model
-from poolformer_hf.training.transforms import processor_image_size
+from poolformer_hf.tasks.classification.model import DEFAULT_SCRATCH_OVERRIDES, build_image_processor, build_model
+from poolformer_hf.tasks.classification.transforms import processor_image_size
 
 LABELS = ["cat", "dog", "eel"]
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from poolformer_hf.training.output_folder import (
+from poolformer_hf.tasks.classification.output_dir import (
     LOCK_NAME,
     RunLock,
     check_output_dir,

@@ -19,10 +19,10 @@ from safetensors.torch import load_file
 from training_helpers import parse, write_image_folder
 from transformers import TrainerCallback
 
-from poolformer_hf.complexity import measure
+from poolformer_hf.hub.complexity import measure
 from poolformer_hf.configuration_poolformer import PoolFormerConfig
-from poolformer_hf.file_modes import current_umask
-from poolformer_hf.training.run import run
+from poolformer_hf.files import current_umask
+from poolformer_hf.tasks.classification.run import run
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 GLOBAL_BATCH = 16
@@ -206,8 +206,8 @@ KILL_AFTER_SAVE = textwrap.dedent(
     """
     import json, os, signal, sys
     from transformers import TrainerCallback
-    from poolformer_hf.training.arguments import parse_arguments
-    from poolformer_hf.training.run import run
+    from poolformer_hf.tasks.classification.arguments import parse_arguments
+    from poolformer_hf.tasks.classification.run import run
 
     class KillAfterSave(TrainerCallback):
         def on_save(self, args, state, control, **kwargs):
@@ -300,7 +300,7 @@ def test_a_full_disk_while_saving_says_so_and_names_the_file(tmp_path):
 def test_no_writing_model_shards_bar_during_a_run():
     import transformers
 
-    from poolformer_hf.training.run import _quiet_shard_bars
+    from poolformer_hf.tasks.classification.run import _quiet_shard_bars
 
     assert transformers.utils.logging.is_progress_bar_enabled()
     with _quiet_shard_bars():

@@ -3,8 +3,8 @@ import torch
 from PIL import Image
 from torchvision import transforms as T
 
-from poolformer_hf.training.splits import ImageSplit
-from poolformer_hf.training.trainer import ImageClassificationDataset, collate_images
+from poolformer_hf.tasks.classification.splits import ImageSplit
+from poolformer_hf.tasks.classification.trainer import ImageClassificationDataset, collate_images
 
 
 def _dataset(seed):
@@ -54,7 +54,7 @@ def test_items_carry_their_label(index):
 def test_no_evaluation_bar_while_the_training_bar_runs_and_logs_keep_total_flos():
     from types import SimpleNamespace
 
-    from poolformer_hf.training.trainer import LogPrinter, TrainingProgress
+    from poolformer_hf.tasks.classification.trainer import LogPrinter, TrainingProgress
 
     state = SimpleNamespace(is_world_process_zero=True, is_local_process_zero=True, max_steps=4, global_step=0)
     progress = TrainingProgress()
@@ -72,7 +72,7 @@ def test_no_evaluation_bar_while_the_training_bar_runs_and_logs_keep_total_flos(
 
 
 def test_flops_are_printed_in_flops():
-    from poolformer_hf.training.trainer import format_flops
+    from poolformer_hf.tasks.classification.trainer import format_flops
 
     assert format_flops(355119 * 2**30) == "381 TFLOPs"
     assert format_flops(4.86e7) == "48.6 MFLOPs" and format_flops(12) == "12 FLOPs"

@@ -4,7 +4,7 @@ import torch
 from PIL import Image
 from transformers import PoolFormerImageProcessor
 
-from poolformer_hf.training.transforms import eval_transform, processor_at_size, processor_image_size, train_transform
+from poolformer_hf.tasks.classification.transforms import eval_transform, processor_at_size, processor_image_size, train_transform
 
 
 @pytest.fixture

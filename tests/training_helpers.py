@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from poolformer_hf.training.arguments import make_parser
+from poolformer_hf.tasks.classification.arguments import make_parser
 
 
 def write_image(path: Path, seed: int, size: int = 12) -> Path:

@@ -1,4 +1,4 @@
-"""Deployment: the folded inference module (`poolformer_hf.inference`) exported through transformers' exporters.
+"""Deployment: the folded inference module (`poolformer_hf.inference.folding`) exported through transformers' exporters.
 
 * `program.export_program` — `torch.export` with a dynamic batch and image size (every head, with grad on or off).
 * `artefact.export_model` — an ONNX / OpenVINO / ExecuTorch / `.pt2` folder, written only after the exported program

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ..file_modes import follow_umask
-from ..inference import FoldedPoolFormer, fuse_for_inference, set_normalization_form
+from ..files import follow_umask
+from ..inference.folding import FoldedPoolFormer, fuse_for_inference, set_normalization_form
 from .photos import photo_pixels
 from .program import pixel_dynamic_shapes
 

@@ -11,7 +11,7 @@ import json
 import numpy as np
 import torch
 
-from ..inference import fuse_for_inference
+from ..inference.folding import fuse_for_inference
 from .artefact import REPORT_NAME, ExportParityError, build_export, write_atomically
 from .photos import photo_pixels
 

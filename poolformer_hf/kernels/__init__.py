@@ -23,8 +23,9 @@ autocast, and inputs of the weights' dtype. Otherwise the layer's own forward ru
 
 In training the two PoolFormer branches are autograd Functions that store only the branch input (and the MLP's
 pre-activation) and recompute norm, pooling and GELU in backward. Their hand-derived backward passes are kept over
-torch's selective activation checkpointing of the plain blocks (`selective_checkpointing.py`) because the training and
-memory sections of `scripts/benchmark.py` measure them faster and leaner side by side (figures in the README).
+torch's selective activation checkpointing of the plain blocks (`poolformer_hf/tasks/selective_checkpointing.py`)
+because the training and memory sections of `scripts/benchmark.py` measure them faster and leaner side by side
+(figures in docs/performance.md).
 
 Switches: `set_kernels(model, None)` gives every layer its own forward back; `set_kernels(model, "cpu")` swaps the
 kernels in. Models built while `poolformer_hf` is imported get `default_kernels()`: "cpu", or None when the

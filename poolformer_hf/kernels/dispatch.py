@@ -32,7 +32,7 @@ from torch.nn.modules import module as _module_globals
 from ..layers import DropPath, GroupNorm1, Mlp, Pooling, Scale
 
 _PLAIN_TENSORS = (torch.Tensor, nn.Parameter)
-KERNEL_FORWARDS: set = set()  # the kernel forward functions (kernels/__init__.py): an instance forward that is ours
+KERNEL_FORWARDS: dict = {}  # kernel forward function → the plan that decides it (registered by kernels/__init__.py)
 
 
 class FoldedConv:
@@ -269,8 +269,6 @@ def describe(model: nn.Module) -> dict[str, str]:
 
     Reads the module tree as it stands; the per-call conditions (the input's device and dtype, autocast, tracing)
     are checked at each call and not known here."""
-    from . import PLANS
-
     if _global_hooks():
         return {name: "plain: global module hooks are registered" for name, module in model.named_modules()
                 if getattr(module.__dict__.get("forward"), "__func__", None) in KERNEL_FORWARDS}
@@ -278,6 +276,6 @@ def describe(model: nn.Module) -> dict[str, str]:
     for name, module in model.named_modules():
         forward = getattr(module.__dict__.get("forward"), "__func__", None)
         if forward in KERNEL_FORWARDS:
-            result = PLANS[forward](module)
+            result = KERNEL_FORWARDS[forward](module)
             table[name] = f"plain: {result}" if isinstance(result, str) else "kernel"
     return table

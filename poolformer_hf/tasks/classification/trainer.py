@@ -1,0 +1,167 @@
+"""A torch Dataset over an ImageSplit, its collator, and a Trainer whose loss knows soft targets (label smoothing,
+mixup/cutmix), whose FLOP count is measured on the model, and whose progress output stays on one bar."""
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
+from transformers.trainer_pt_utils import metrics_format
+
+from ...hub.complexity import measure
+
+from .mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
+from .splits import ImageSplit, open_image
+
+
+class EpochSeededDataset(torch.utils.data.Dataset):
+    """A dataset whose random transforms draw, for item i in epoch e, from a generator seeded by (seed, e, i), not
+    from torch's global one. So an item is augmented the same whichever process or worker reads it, and the global
+    generator (which Trainer checkpoints) is left to the model (stochastic depth) and to mixup: a run resumed from a
+    checkpoint then draws exactly what the uninterrupted run drew. `DatasetEpoch` tells it the epoch."""
+
+    def __init__(self, length: int, seed: int | None = 0):
+        self.length, self.seed, self.epoch = length, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def item_seed(self, index: int) -> int:
+        return int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+
+    def generator(self, index: int) -> torch.Generator:
+        return torch.Generator().manual_seed(self.item_seed(index))
+
+
+class ImageClassificationDataset(EpochSeededDataset):
+    """Items {"pixel_values": transform(image), "labels": class id}; images are decoded when an item is read.
+
+    With a `seed`, the transform (torchvision's, which draws from torch's global generator) runs under that
+    generator forked and seeded by the item's (seed, epoch, index); without one it draws from the global generator.
+    """
+
+    def __init__(self, split: ImageSplit, transform: Callable, seed: int | None = None):
+        super().__init__(len(split), seed)
+        self.split, self.transform = split, transform
+
+    def __getitem__(self, index: int) -> dict:
+        image = open_image(self.split.images[index])
+        if self.seed is None:
+            pixel_values = self.transform(image)
+        else:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.item_seed(index))
+                pixel_values = self.transform(image)
+        return {"pixel_values": pixel_values, "labels": self.split.labels[index]}
+
+
+class DatasetEpoch(TrainerCallback):
+    """Tell the training dataset the epoch before its data loader is iterated (resumed runs included)."""
+
+    def __init__(self, dataset: EpochSeededDataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        # state.epoch counts finished epochs, fractional after resuming mid-epoch.
+        self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
+
+
+class TrainingProgress(ProgressCallback):
+    """Trainer's progress bar without the evaluation bar while training runs: the two would interleave on one
+    terminal line. The evaluation's metrics are still printed above the training bar; an evaluation on its own
+    (no training bar) keeps its bar."""
+
+    def on_prediction_step(self, args, state, control, eval_dataloader=None, **kwargs):
+        if self.training_bar is None:
+            super().on_prediction_step(args, state, control, eval_dataloader=eval_dataloader, **kwargs)
+
+
+class LogPrinter(PrinterCallback):
+    """Trainer's log printer (--disable_tqdm) without its side effect: transformers' pops total_flos from the
+    metrics dict it is handed, so train_results.json would lack it."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        super().on_log(args, state, control, logs=dict(logs or {}), **kwargs)
+
+
+def format_flops(flops: float) -> str:
+    """1.23e+14 -> "123 TFLOPs" (Trainer prints total_flos as "<flos >> 30>GF")."""
+    for unit, scale in (("PFLOPs", 1e15), ("TFLOPs", 1e12), ("GFLOPs", 1e9), ("MFLOPs", 1e6)):
+        if flops >= scale:
+            return f"{flops / scale:.3g} {unit}"
+    return f"{flops:.0f} FLOPs"
+
+
+def collate_images(examples: list[dict]) -> dict[str, torch.Tensor]:
+    return {
+        "pixel_values": torch.stack([example["pixel_values"] for example in examples]),
+        "labels": torch.tensor([example["labels"] for example in examples], dtype=torch.long),
+    }
+
+
+class ImageClassificationTrainer(Trainer):
+    """Trainer with the recipe's loss: cross-entropy on smoothed (and, in training, mixed) targets.
+
+    Evaluation uses plain cross-entropy on the true labels, so eval losses compare across recipes.
+    """
+
+    # compute_loss returns a per-batch mean: Trainer divides it by the gradient accumulation steps. Under DDP the
+    # gradient average over equal per-device batches then equals the one-process gradient of the global batch.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, label_smoothing: float = 0.0, batch_mixer: BatchMixer | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        for theirs, ours in ((ProgressCallback, TrainingProgress), (PrinterCallback, LogPrinter)):
+            if any(type(callback) is theirs for callback in self.callback_handler.callbacks):
+                self.remove_callback(theirs)
+                self.add_callback(ours)
+        self._forward_macs: dict[tuple[int, int], int] = {}
+        if isinstance(self.train_dataset, EpochSeededDataset):
+            self.add_callback(DatasetEpoch(self.train_dataset))
+        self.label_smoothing = label_smoothing
+        self.batch_mixer = batch_mixer
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        inputs = dict(inputs)
+        labels = inputs.pop("labels")
+        pixel_values = inputs.pop("pixel_values")
+        if model.training:
+            num_labels = self.accelerator.unwrap_model(model).config.num_labels
+            targets = smoothed_one_hot(labels, num_labels, self.label_smoothing)
+            if self.batch_mixer is not None:
+                pixel_values, targets = self.batch_mixer(pixel_values, targets)
+            outputs = model(pixel_values=pixel_values, **inputs)
+            loss = soft_target_cross_entropy(outputs.logits, targets)
+        else:
+            outputs = model(pixel_values=pixel_values, **inputs)
+            loss = torch.nn.functional.cross_entropy(outputs.logits.float(), labels)
+        return (loss, outputs) if return_outputs else loss
+
+    def floating_point_ops(self, inputs: dict) -> int:
+        """FLOPs of one training step on `inputs`: 3x the forward's (the backward costs about twice the forward),
+        the forward's measured by torch's FLOP counter. Trainer's default, 6 x parameters x input elements, is the
+        transformer-token estimate and is meaningless for a convolutional network on pixels."""
+        pixel_values = inputs["pixel_values"]
+        height, width = pixel_values.shape[-2:]
+        if height != width:
+            return super().floating_point_ops(inputs)
+        if (height, width) not in self._forward_macs:
+            config = self.accelerator.unwrap_model(self.model).config
+            self._forward_macs[height, width] = measure(config, image_size=height)["macs"]
+        return 3 * 2 * self._forward_macs[height, width] * pixel_values.shape[0]
+
+    def log_metrics(self, split: str, metrics: dict) -> None:
+        """Trainer's metrics table, with total_flos in FLOPs (Trainer prints `flos >> 30` as "GF")."""
+        if not self.is_world_process_zero():
+            return
+        formatted = metrics_format(metrics)
+        if "total_flos" in metrics:
+            formatted["total_flos"] = format_flops(metrics["total_flos"])
+        key_width = max(len(str(key)) for key in formatted)
+        value_width = max(len(str(value)) for value in formatted.values())
+        print(f"***** {split} metrics *****")
+        for key in sorted(formatted):
+            print(f"  {key: <{key_width}} = {formatted[key]:>{value_width}}")
