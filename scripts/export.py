@@ -9,7 +9,9 @@
 The model is folded (norm affines and LayerScales into the convs), exported with a dynamic batch and image size and
 checked against eager on real photos through the model's processor before anything is written; the folder holds the
 program, the configs, the processor config and export_report.json, and appears whole or not at all.
-Exit status: 0 written, 1 refused (bad input, or the parity check failed: nothing written).
+Exit status: 0 written; 2 refused before anything ran (a bad argument, a model folder that does not load, an
+--output it may not replace: --overwrite replaces only a folder an earlier export or conversion wrote, never the
+source model or a folder above it); 1 the export or its parity check failed. Nothing is written unless 0.
 """
 
 import argparse
@@ -23,7 +25,12 @@ import torch  # noqa: E402
 
 from poolformer_hf import PRESET_NAMES  # noqa: E402
 from poolformer_hf.export import FORMATS, export_model  # noqa: E402
+from poolformer_hf.export.artefact import check_export_output  # noqa: E402
 from poolformer_hf.export.loading import HEADS, load_for_export  # noqa: E402
+
+
+def one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def main(argv=None) -> int:
@@ -38,8 +45,15 @@ def main(argv=None) -> int:
     parser.add_argument("--output", required=True, help="folder to write (absent, or --overwrite)")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args(argv)
+    if args.photos < 2:  # the program's batch axis is dynamic: torch.export needs an example batch of at least 2
+        parser.error(f"--photos must be at least 2; got {args.photos}")
     try:
+        check_export_output(args.output, args.overwrite, args.model if args.model and os.path.isdir(args.model) else None)
         model, processor = load_for_export(args.model, args.preset, args.head)
+    except (ValueError, OSError, ImportError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
+        return 2
+    try:
         if args.int8:
             from poolformer_hf.export.int8 import export_int8
 
@@ -47,8 +61,8 @@ def main(argv=None) -> int:
         else:
             report = export_model(model, args.output, args.format, processor=processor, photos=args.photos,
                                   dtype=getattr(torch, args.dtype), overwrite=args.overwrite)
-    except (ValueError, FileExistsError, ImportError) as error:
-        print(f"error: {error}", file=sys.stderr)
+    except (ValueError, OSError, ImportError, RuntimeError) as error:
+        print(f"error: {one_line(error)}", file=sys.stderr)
         return 1
     print(json.dumps(report, indent=2))
     print(f"wrote {args.output}")

@@ -179,7 +179,7 @@ def test_existing_output_is_not_overwritten_without_asking(tmp_path):
     (tmp_path / "out" / "keep.txt").write_text("mine")
     with pytest.raises(ValueError, match="not empty"):
         convert_checkpoint(str(checkpoint), "poolformer_s12", str(tmp_path / "out"))
-    with pytest.raises(ValueError, match="files that no conversion wrote|not the output of an earlier conversion"):
+    with pytest.raises(ValueError, match="files that no conversion or export wrote|not the output of an earlier conversion"):
         convert_checkpoint(str(checkpoint), "poolformer_s12", str(tmp_path / "out"), overwrite=True)
     assert (tmp_path / "out" / "keep.txt").read_text() == "mine"
 
@@ -224,7 +224,7 @@ def test_overwrite_replaces_an_earlier_conversion_and_nothing_else(tmp_path, s12
 
     (out / "notes.txt").write_text("mine")
     before = _snapshot(out)
-    with pytest.raises(ValueError, match=r"files that no conversion wrote \(notes.txt\)"):
+    with pytest.raises(ValueError, match=r"files that no conversion or export wrote \(notes.txt\)"):
         convert_checkpoint(str(s12_checkpoints["old"]), "poolformer_s12", str(out), overwrite=True)
     assert _snapshot(out) == before
 

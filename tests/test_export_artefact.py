@@ -9,6 +9,7 @@ from transformers.modeling_outputs import ImageClassifierOutputWithNoAttention
 
 from poolformer_hf import PoolFormerForImageClassification, PoolFormerImageProcessor
 from poolformer_hf.export import ExportParityError, artefact, export_model
+from poolformer_hf.hub.output_folders import MARKER_NAME
 from tests.conftest import randomize_
 from tests.test_export_program import small_config
 from tests.test_inference import SIZE, pixels
@@ -131,10 +132,11 @@ def test_a_failing_write_leaves_no_folder_and_overwrite_replaces_a_whole_one(tmp
         artefact.write_atomically(target, half_written)
     assert list(tmp_path.iterdir()) == []
     artefact.write_atomically(target, lambda folder: (folder / "old.txt").write_text("old"))
-    with pytest.raises(FileExistsError, match="overwrite"):
+    with pytest.raises(ValueError, match="overwrite"):
         artefact.write_atomically(target, lambda folder: None)
     artefact.write_atomically(target, lambda folder: (folder / "new.txt").write_text("new"), overwrite=True)
-    assert [path.name for path in target.iterdir()] == ["new.txt"] and [p.name for p in tmp_path.iterdir()] == ["out"]
+    assert sorted(path.name for path in target.iterdir()) == [MARKER_NAME, "new.txt"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
 
 
 @pytest.mark.parametrize("kwargs, message", [

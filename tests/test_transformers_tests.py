@@ -120,3 +120,14 @@ def test_a_listed_name_is_tolerated_on_a_transformers_older_than_the_lists():
         account_for_skips({"test_gone": "stale"}, {}, written_for=transformers.__version__)(
             type("Case", (_Mixin, unittest.TestCase), {})
         )
+
+
+def test_a_listed_name_that_a_release_removed_is_tolerated_from_that_release_on():
+    installed = transformers.__version__
+    newer = f"{int(installed.split('.')[0]) + 1}.0.0"
+    case = account_for_skips({}, {"test_gone": "removed upstream"}, written_for=installed,
+                             dropped_in={"test_gone": installed})(type("Case", (_Mixin, unittest.TestCase), {}))
+    assert _run(case, "test_runs").wasSuccessful()
+    with pytest.raises(AttributeError, match="no test 'test_gone'"):  # before that release the test must exist
+        account_for_skips({}, {"test_gone": "removed upstream"}, written_for=installed,
+                          dropped_in={"test_gone": newer})(type("Case", (_Mixin, unittest.TestCase), {}))

@@ -180,7 +180,8 @@ def load_or_skip(name: str) -> types.ModuleType:
         pytest.skip(f"transformers' own test mixins are unavailable: {error}", allow_module_level=True)
 
 
-def account_for_skips(skipped: dict[str, str], skipped_by_transformers: dict[str, str], written_for: str = "0"):
+def account_for_skips(skipped: dict[str, str], skipped_by_transformers: dict[str, str], written_for: str = "0",
+                      dropped_in: dict[str, str] | None = None):
     """Class decorator: every test of the class that does not run is named, with its reason, in one of two dicts.
 
     `skipped`: tests we skip (not applicable to our models); they are skipped here with the reason given.
@@ -191,13 +192,17 @@ def account_for_skips(skipped: dict[str, str], skipped_by_transformers: dict[str
     no entry. Any other self-skip that is not listed fails, naming itself and its reason: a new skip is looked at,
     never hidden. A listed name that the class lacks fails too (a stale entry says nothing), unless the installed
     transformers is older than `written_for`, the version the lists were written against (an older release lacks
-    the newer tests).
+    the newer tests), or the test is named in `dropped_in` with the release that removed it and the installed one is
+    that release or newer (an entry kept for the older releases that still have the test).
     """
+    dropped_in = dropped_in or {}
 
     def decorate(cls):
-        older = Version(transformers.__version__).release < Version(written_for).release
+        installed = Version(transformers.__version__).release
+        older = installed < Version(written_for).release
         for test_name in {*skipped, *skipped_by_transformers}:
-            if not callable(getattr(cls, test_name, None)) and not older:
+            gone = test_name in dropped_in and installed >= Version(dropped_in[test_name]).release
+            if not callable(getattr(cls, test_name, None)) and not older and not gone:
                 raise AttributeError(
                     f"{cls.__name__} has no test {test_name!r} to account for (transformers "
                     f"{transformers.__version__}; the skip lists were written for {written_for})"

@@ -4,12 +4,17 @@ against eager on real photos, and only then write the folder (atomically) with t
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import torch
 
-from ..files import follow_umask
+from ..hub.output_folders import (
+    check_output_folder,
+    new_staging_folder,
+    publish,
+    remove_stale_staging,
+    write_marker,
+)
 from ..inference.folding import FoldedPoolFormer, fuse_for_inference, set_normalization_form
 from .photos import photo_pixels
 from .program import pixel_dynamic_shapes
@@ -78,24 +83,37 @@ def _tolerance(model, pixels: torch.Tensor, dtype: torch.dtype) -> float:
     return (1e-4 if dtype == torch.float32 else 5e-2) * max(1.0, scale)
 
 
-def write_atomically(output_dir: Path, write, overwrite: bool = False) -> None:
-    """`write(folder)` into a temporary sibling, renamed to `output_dir` only when it returns: a failure leaves no
-    folder, and an existing `output_dir` is replaced (with `overwrite`) only by a complete one."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise FileExistsError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.", suffix=".partial", dir=output_dir.parent))
+def check_export_output(output_dir, overwrite: bool, source: str | None = None) -> str:
+    """The absolute output path, or ValueError before anything is read or written: the rules of every folder this
+    package generates (`hub.output_folders.check_output_folder`: `--overwrite` replaces only a folder an earlier
+    export or conversion wrote, never the working directory, a parent of the source, a symlink or a file), and
+    never a folder inside the source model folder."""
+    output_dir = check_output_folder(output_dir, overwrite, inputs=(source,) if source else ())
+    if source and os.path.isdir(source):
+        real_source, real_output = os.path.realpath(source), os.path.realpath(output_dir)
+        if real_output.startswith(real_source + os.sep):
+            raise ValueError(f"refusing --output {output_dir}: it is inside the source model folder {source}; "
+                             "write the export beside it")
+    return output_dir
+
+
+def source_folder(model) -> str | None:
+    """The local folder `model` was loaded from, if any (what an export must not overwrite)."""
+    path = getattr(model, "name_or_path", None) or getattr(getattr(model, "config", None), "_name_or_path", None)
+    return path if path and os.path.isdir(path) else None
+
+
+def write_atomically(output_dir, write, overwrite: bool = False, source: str | None = None, **facts) -> None:
+    """`write(folder)` into a hidden staging sibling, swapped into `output_dir` only when it returns: a failure leaves
+    no folder, an existing output is replaced (with `overwrite`) only by a complete one, and only if an earlier export
+    or conversion wrote it (its marker file lists what is in it). Staging folders of killed runs are cleaned first."""
+    output_dir = check_export_output(output_dir, overwrite, source)
+    remove_stale_staging(os.path.dirname(output_dir))
+    staging = new_staging_folder(output_dir)
     try:
-        write(staging)
-        follow_umask(staging)  # mkdtemp made it 0700, safetensors its weights 0600
-        if output_dir.exists():
-            retired = staging.with_suffix(".old")
-            os.rename(output_dir, retired)
-            os.rename(staging, output_dir)
-            shutil.rmtree(retired)
-        else:
-            os.rename(staging, output_dir)
+        write(Path(staging))
+        write_marker(staging, step="export", **facts)
+        publish(staging, output_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -122,8 +140,8 @@ def export_model(model, output_dir, format: str = "onnx", processor=None, dtype:
     missing = missing_packages(format)
     if missing:
         raise ImportError(f"Exporting to {format} needs {', '.join(missing)}: pip install 'poolformer_hf[export]'")
-    if Path(output_dir).exists() and not overwrite:
-        raise FileExistsError(f"{output_dir} exists; pass overwrite=True (--overwrite) to replace it")
+    source = source_folder(model)
+    output_dir = check_export_output(output_dir, overwrite, source)
     model = model.eval()
     if processor is None:
         processor = PoolFormerImageProcessor(crop_pct=model.config.crop_pct)
@@ -151,5 +169,5 @@ def export_model(model, output_dir, format: str = "onnx", processor=None, dtype:
         processor.save_pretrained(folder)
         (folder / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    write_atomically(Path(output_dir), write, overwrite)
+    write_atomically(output_dir, write, overwrite, source, format=format)
     return report

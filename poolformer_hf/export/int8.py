@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ..inference.folding import fuse_for_inference
-from .artefact import REPORT_NAME, ExportParityError, build_export, write_atomically
+from .artefact import REPORT_NAME, ExportParityError, build_export, check_export_output, source_folder, write_atomically
 from .photos import photo_pixels
 
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
@@ -107,6 +107,8 @@ def export_int8(model, output_dir, processor=None, calibration_photos: int = 32,
 
     if not isinstance(model, PoolFormerForImageClassification):
         raise ValueError("export_int8 checks top-1 agreement, so it takes a PoolFormerForImageClassification")
+    source = source_folder(model)
+    output_dir = check_export_output(output_dir, overwrite, source)
     processor = processor or _default_processor(model)
     pixels = photo_pixels(processor, calibration_photos + evaluation_photos)
     quantized = quantize_int8(model.eval(), pixels=pixels[:calibration_photos])
@@ -123,5 +125,5 @@ def export_int8(model, output_dir, processor=None, calibration_photos: int = 32,
         processor.save_pretrained(folder)
         (folder / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
-    write_atomically(output_dir, write, overwrite)
+    write_atomically(output_dir, write, overwrite, source, format="openvino int8")
     return report

@@ -1,4 +1,4 @@
-"""Writing a generated folder (a converted checkpoint) so that nothing is lost, whatever happens.
+"""Writing a generated folder (a converted checkpoint, an exported model) so that nothing is lost, whatever happens.
 
 The folder is written in a hidden staging sibling `.converting-<pid>-<random>` and swapped into place by rename, so at
 every instant the output path holds either the previous output, whole, or the new one, whole. `--overwrite` may only
@@ -23,7 +23,7 @@ from ..files import follow_umask
 MARKER_NAME = ".poolformer_hf_conversion.json"
 STAGING_PREFIX = ".converting-"
 _STAGING_NAME = re.compile(re.escape(STAGING_PREFIX) + r"(\d+)-")
-_WRITTEN_SUFFIXES = (".json", ".py", ".safetensors")
+_WRITTEN_SUFFIXES = (".json", ".py", ".safetensors", ".onnx", ".data", ".xml", ".bin", ".pt2", ".pte")  # + exports
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
 
@@ -54,12 +54,12 @@ def check_output_folder(output_dir: str, overwrite: bool, inputs: tuple[str, ...
     foreign = _foreign_entries(output_dir)
     if foreign is None:
         raise ValueError(
-            f"--overwrite refused: {output_dir} is not the output of an earlier conversion (no {MARKER_NAME}); "
+            f"--overwrite refused: {output_dir} is not the output of an earlier conversion or export (no {MARKER_NAME}); "
             "choose another --output, or empty the folder yourself"
         )
     if foreign:
         raise ValueError(
-            f"--overwrite refused: {output_dir} holds files that no conversion wrote ({', '.join(foreign[:5])}); "
+            f"--overwrite refused: {output_dir} holds files that no conversion or export wrote ({', '.join(foreign[:5])}); "
             "move them away first"
         )
     return output_dir
