@@ -48,6 +48,10 @@ def loopback_hub(tmp_path, monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(hf_home / "hub"))
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(hf_home / "token"))
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    # transformers keeps one HfApi, made with the endpoint of the first Hub call (any earlier test's): a fresh one here
+    import transformers.utils.hub as transformers_hub
+
+    monkeypatch.setattr(transformers_hub, "_hf_api", None, raising=False)
     try:
         yield hub
     finally:
