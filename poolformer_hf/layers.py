@@ -216,10 +216,11 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         batch, channels, height, width = x.shape
-        tokens = x.permute(0, 2, 3, 1).reshape(batch, -1, channels)  # a view of a channels-last map
-        qkv = self.qkv(tokens).view(batch, -1, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        length = height * width  # not -1: a batch of 0 leaves -1 undetermined
+        tokens = x.permute(0, 2, 3, 1).reshape(batch, length, channels)  # a view of a channels-last map
+        qkv = self.qkv(tokens).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         attended = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
-        out = self.proj(attended.transpose(1, 2).reshape(batch, -1, channels))
+        out = self.proj(attended.transpose(1, 2).reshape(batch, length, channels))
         return out.view(batch, height, width, channels).permute(0, 3, 1, 2)
 
 

@@ -366,3 +366,16 @@ def test_inference_stores_the_strided_conv_weights_channels_last_and_training_st
     set_kernels(model, None)
     assert all(conv.weight.is_contiguous() for conv in convs)
     assert model.eval()(pixels).logits.is_contiguous()
+
+
+@pytest.mark.parametrize("preset", ["poolformer_s12", "poolformerv2_s12", "convformer_s18", "caformer_s18",
+                                    "randformer_s12", "identityformer_s12"])
+def test_a_batch_of_zero_images_gives_empty_outputs_and_gradients(preset):
+    config = PoolFormerConfig.from_preset(preset, depths=[1, 1, 1, 1], hidden_sizes=[8, 8, 32, 32], num_labels=3,
+                                          image_size=32)
+    model = PoolFormerForImageClassification(config).train()
+    pixels = torch.randn(0, 3, 32, 32, requires_grad=True)
+    logits = model(pixels).logits
+    logits.sum().backward()
+    assert logits.shape == (0, 3) and pixels.grad.shape == (0, 3, 32, 32)
+    assert model.poolformer.stem.conv.weight.grad.abs().sum() == 0

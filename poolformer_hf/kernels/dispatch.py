@@ -74,6 +74,8 @@ def environment(x: torch.Tensor, weight: torch.Tensor) -> str | None:
         return "torch.compile / torch.export is tracing (the compiler fuses the plain modules itself)"
     if torch.jit.is_tracing() or torch.fx._symbolic_trace.is_fx_symbolic_tracing():
         return "jit / fx tracing"
+    if x.numel() == 0:
+        return "the input is empty (a batch of 0: the plain modules give the empty outputs and gradients)"
     if x.device.type != "cpu":
         return f"the input is on {x.device.type} (the kernels are measured on CPU only)"
     if x.dtype != weight.dtype:
