@@ -186,3 +186,47 @@ def test_no_two_sibling_modules_are_near_twins():
 def test_the_twin_check_finds_the_old_names():
     assert near_twins(["hub", "hub_folder", "conversion", "convert", "layers"]) == [
         ("conversion", "convert"), ("hub", "hub_folder")]
+
+
+# Names only the checkpoints of transformers' built-in PoolFormer and of timm have.
+FOREIGN_NAME_FRAGMENTS = ("patch_embeddings", "before_norm", "after_norm", r"head\.fc")
+
+
+def test_the_foreign_checkpoint_names_live_in_one_table():
+    """`from_pretrained` and the converter rename transformers' and timm's checkpoints by the same table: no module but
+    the modeling file spells their names (a second table would drift from the first)."""
+    spelled = sorted(
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if any(fragment in path.read_text() for fragment in FOREIGN_NAME_FRAGMENTS)
+    )
+    assert spelled == ["modeling_poolformer.py"]
+
+
+@pytest.mark.parametrize(
+    "source_format, key, ours",
+    [
+        ("transformers", "poolformer.encoder.block.1.2.layer_scale_2",
+         "poolformer.stages.1.blocks.2.layer_scale2.scale"),
+        ("transformers", "encoder.patch_embeddings.0.projection.weight", "poolformer.stem.conv.weight"),
+        ("transformers", "poolformer.encoder.patch_embeddings.2.projection.bias",
+         "poolformer.stages.2.downsample.conv.bias"),
+        ("transformers", "poolformer.encoder.block.0.1.output.conv2.weight",
+         "poolformer.stages.0.blocks.1.mlp.fc2.weight"),
+        ("transformers", "classifier.bias", "classifier.bias"),
+        ("timm", "stages.3.blocks.0.token_mixer.qkv.weight", "poolformer.stages.3.blocks.0.token_mixer.qkv.weight"),
+        ("timm", "head.fc.fc1.weight", "classifier.fc1.weight"),
+        ("timm", "head.norm.bias", "poolformer.norm.bias"),
+    ],
+)
+def test_the_converter_renames_by_the_loading_table(source_format, key, ours):
+    from poolformer_hf.conversion.formats import rename_keys
+
+    assert list(rename_keys({key: None}, source_format)) == [ours]
+
+
+def test_the_converter_refuses_a_foreign_key_that_is_none_of_ours():
+    from poolformer_hf.conversion.formats import rename_keys
+
+    with pytest.raises(ValueError, match="belong to no PoolFormer/MetaFormer layer"):
+        rename_keys({"encoder.block.0.0.weight": None, "text_model.embeddings.weight": None}, "transformers")

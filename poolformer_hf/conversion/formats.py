@@ -1,7 +1,10 @@
 """Foreign checkpoint formats: detection and key-renaming tables.
 
-Each format is a table of (pattern, replacement) rules; the first rule whose pattern matches the start of a key
-renames it, and a key no rule matches is an error (it belongs to another model). Our own names are those of
+transformers' built-in PoolFormer and timm's MetaFormer are renamed by the one table `from_pretrained` loads them with,
+`modeling_poolformer.FOREIGN_KEY_MAPPING` (every rule applied in turn, as transformers' `key_mapping` applies it); a key
+that does not come out as one of ours is an error. Each sail-sg release is a table of (pattern, replacement) rules here;
+the first rule whose pattern matches the start of a key renames it, and a key no rule matches is an error (it belongs
+to another model). Our own names are those of
 `PoolFormerForImageClassification`: `poolformer.stem…`, `poolformer.stages.{i}.blocks.{j}…`, `poolformer.norm…`,
 `classifier…`. The only tensor change any format needs is a reshape of linear weights (out, in) to 1×1-conv weights
 (out, in, 1, 1), which `fit_to_model` does wherever the element counts agree.
@@ -12,31 +15,10 @@ from collections.abc import Callable
 
 import torch
 
+from ..modeling_poolformer import FOREIGN_KEY_MAPPING
+
 
 Rule = tuple[str, str | Callable[[re.Match], str]]
-
-# transformers' built-in PoolFormer (the published sail/poolformer_* checkpoints); a base model has no prefix.
-TRANSFORMERS_RULES: list[Rule] = [
-    (r"(?:poolformer\.)?encoder\.patch_embeddings\.0\.projection\.", "poolformer.stem.conv."),
-    (r"(?:poolformer\.)?encoder\.patch_embeddings\.(\d+)\.projection\.", r"poolformer.stages.\1.downsample.conv."),
-    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.before_norm\.", r"poolformer.stages.\1.blocks.\2.norm1."),
-    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.after_norm\.", r"poolformer.stages.\1.blocks.\2.norm2."),
-    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.output\.conv1\.", r"poolformer.stages.\1.blocks.\2.mlp.fc1."),
-    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.output\.conv2\.", r"poolformer.stages.\1.blocks.\2.mlp.fc2."),
-    (r"(?:poolformer\.)?encoder\.block\.(\d+)\.(\d+)\.layer_scale_(\d)$",
-     r"poolformer.stages.\1.blocks.\2.layer_scale\3.scale"),
-    (r"norm\.", "poolformer.norm."),
-    (r"classifier\.", "classifier."),
-]
-
-# timm's MetaFormer (poolformer_*, poolformerv2_*, convformer_*, caformer_*).
-TIMM_RULES: list[Rule] = [
-    (r"stem\.", "poolformer.stem."),
-    (r"stages\.", "poolformer.stages."),
-    (r"head\.norm\.", "poolformer.norm."),
-    (r"head\.fc\.(fc1|fc2|norm)\.", r"classifier.\1."),
-    (r"head\.fc\.", "classifier."),
-]
 
 # sail-sg/poolformer v1 release: network = [stage0, downsample1, stage1, downsample2, stage2, downsample3, stage3].
 SAIL_V1_RULES: list[Rule] = [
@@ -63,28 +45,31 @@ SAIL_V2_RULES: list[Rule] = [
 
 OURS_RULES: list[Rule] = [(r"(poolformer\.|classifier\.|hidden_states_norms\.)", r"\1")]
 
+# The formats `from_pretrained` reads directly, renamed by its table.
+HUB_FORMATS = ("transformers", "timm")
+_KEY_MAPPING = [(re.compile(pattern), replacement) for pattern, replacement in FOREIGN_KEY_MAPPING.items()]
+_OUR_PREFIXES = ("poolformer.", "classifier.")
+
 FORMATS: dict[str, list[Rule]] = {
     "poolformer_hf": OURS_RULES,
-    "transformers": TRANSFORMERS_RULES,
-    "timm": TIMM_RULES,
     "sail_v1": SAIL_V1_RULES,
     "sail_v2": SAIL_V2_RULES,
 }
 
-# A key that only one format has, checked in order.
+# A key that only one format has, checked in order; transformers' is the one its table renames to our stem conv.
 _SIGNATURES = [
-    ("poolformer_hf", r"^poolformer\.stem\.conv\.weight$"),
-    ("transformers", r"^(poolformer\.)?encoder\.patch_embeddings\.0\.projection\.weight$"),
-    ("timm", r"^stem\.conv\.weight$"),
-    ("sail_v1", r"^patch_embed\.proj\.weight$"),
-    ("sail_v2", r"^downsample_layers\.0\.conv\.weight$"),
+    ("poolformer_hf", lambda key: key == "poolformer.stem.conv.weight"),
+    ("timm", lambda key: key == "stem.conv.weight"),
+    ("transformers", lambda key: apply_key_mapping(key) == "poolformer.stem.conv.weight"),
+    ("sail_v1", lambda key: key == "patch_embed.proj.weight"),
+    ("sail_v2", lambda key: key == "downsample_layers.0.conv.weight"),
 ]
 
 
 def detect_format(state_dict: dict) -> str:
     """Name the checkpoint format from its keys, or raise a ValueError saying it is none we know."""
     for name, signature in _SIGNATURES:
-        if any(re.match(signature, key) for key in state_dict):
+        if any(signature(key) for key in state_dict):
             return name
     sample = ", ".join(list(state_dict)[:5])
     raise ValueError(
@@ -93,11 +78,29 @@ def detect_format(state_dict: dict) -> str:
     )
 
 
+def apply_key_mapping(key: str) -> str:
+    """`key` renamed by `FOREIGN_KEY_MAPPING` as `from_pretrained(key_mapping=...)` renames it: each rule in turn, its
+    first match replaced."""
+    for pattern, replacement in _KEY_MAPPING:
+        key = pattern.sub(replacement, key, count=1)
+    return key
+
+
 def rename_keys(state_dict: dict, source_format: str) -> dict:
     """Our names for every tensor of a `source_format` state dict; a key no rule knows is a ValueError."""
-    rules = [(re.compile(pattern), replacement) for pattern, replacement in FORMATS[source_format]]
+    if source_format not in FORMATS and source_format not in HUB_FORMATS:
+        known = ", ".join(sorted([*FORMATS, *HUB_FORMATS]))
+        raise ValueError(f"unknown checkpoint format {source_format!r}; expected one of {known}")
+    rules = [(re.compile(pattern), replacement) for pattern, replacement in FORMATS.get(source_format, [])]
     renamed, unknown = {}, []
     for key, tensor in state_dict.items():
+        if source_format in HUB_FORMATS:
+            new = apply_key_mapping(key)
+            if new.startswith(_OUR_PREFIXES):
+                renamed[new] = tensor
+            else:
+                unknown.append(key)
+            continue
         for pattern, replacement in rules:
             match = pattern.match(key)
             if match:

@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from ..common import IMAGE_EXTENSIONS, open_image
 from .digits import load_digits_data
-from .splits import ImageClassificationData, ImageSplit, describe_source, open_image, stratified_split
+from .splits import ImageClassificationData, ImageSplit, describe_source, stratified_split
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTENSIONS = frozenset(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
 IMAGE_COLUMN_CANDIDATES = ("image", "img", "pixel_values")
 LABEL_COLUMN_CANDIDATES = ("label", "labels", "fine_label")
 

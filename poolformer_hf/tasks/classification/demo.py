@@ -2,7 +2,8 @@
 
 import torch
 
-from .splits import ImageSplit, open_image
+from ..common import open_image
+from .splits import ImageSplit
 
 
 def classify_split(model, image_processor, split: ImageSplit, limit: int | None = None) -> list[dict]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import transformers
 from transformers import TrainerState, set_seed
 
+from ..common import setup_logging
 from ..metrics import compute_metrics_fn
 from .arguments import parse_arguments
 from .data import build_data
@@ -25,21 +26,6 @@ from .transforms import eval_transform, processor_image_size, train_transform
 SIZE_DEPENDENT_MIXERS = {"random_mixing", "spatial_fc"}
 
 logger = logging.getLogger(__name__)
-
-
-def setup_logging(training_args) -> None:
-    """Log lines to stdout; transformers' and this package's loggers at the run's level (every training run's)."""
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%m/%d/%Y %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    transformers.utils.logging.set_verbosity(log_level)
-    # The run's own lines (world size, data, model, resume point) show on the main process unless told otherwise.
-    if training_args.should_log and training_args.log_level == "passive":
-        log_level = logging.INFO
-    logging.getLogger("poolformer_hf").setLevel(log_level)
 
 
 def _log_launch(training_args) -> None:

@@ -2,13 +2,10 @@
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from io import BytesIO
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from ...image_inputs import load_image, to_rgb_pil
 
 
 @dataclass
@@ -64,26 +61,6 @@ class _Subset(Sequence):
 
     def __getitem__(self, i):
         return self.items[self.indices[i]]
-
-
-def open_image(source) -> Image.Image:
-    """Decode one image source of an `ImageSplit` as the image processors decode it, as an 8-bit RGB PIL image.
-
-    EXIF orientation, transparency (on white), 16-bit and other modes are handled by the processors' own
-    `image_inputs` functions, so training sees what inference sees (16-bit and float sources rounded to 8 bits).
-    """
-    if isinstance(source, Image.Image):
-        image = source
-    elif isinstance(source, (str, Path)):
-        image = load_image(source)
-    elif isinstance(source, dict) and (source.get("bytes") or source.get("path")):
-        raw = source.get("bytes")
-        image = load_image(BytesIO(raw) if raw else source["path"])
-    else:
-        raise ValueError(
-            f"not an image: expected a PIL image, a file path or a datasets image dict, got {source!r:.80}"
-        )
-    return to_rgb_pil(image)
 
 
 def describe_source(split: ImageSplit, index: int) -> str:

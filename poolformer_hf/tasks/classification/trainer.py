@@ -3,37 +3,15 @@ mixup/cutmix), whose FLOP count is measured on the model, and whose progress out
 
 from collections.abc import Callable
 
-import numpy as np
 import torch
-from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
+from transformers import PrinterCallback, ProgressCallback, Trainer
 from transformers.trainer_pt_utils import metrics_format
 
 from ...hub.complexity import measure
+from ..common import DatasetEpoch, EpochSeededDataset, open_image
 
 from .mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
-from .splits import ImageSplit, open_image
-
-
-class EpochSeededDataset(torch.utils.data.Dataset):
-    """A dataset whose random transforms draw, for item i in epoch e, from a generator seeded by (seed, e, i), not
-    from torch's global one. So an item is augmented the same whichever process or worker reads it, and the global
-    generator (which Trainer checkpoints) is left to the model (stochastic depth) and to mixup: a run resumed from a
-    checkpoint then draws exactly what the uninterrupted run drew. `DatasetEpoch` tells it the epoch."""
-
-    def __init__(self, length: int, seed: int | None = 0):
-        self.length, self.seed, self.epoch = length, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.length
-
-    def item_seed(self, index: int) -> int:
-        return int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
-
-    def generator(self, index: int) -> torch.Generator:
-        return torch.Generator().manual_seed(self.item_seed(index))
+from .splits import ImageSplit
 
 
 class ImageClassificationDataset(EpochSeededDataset):
@@ -56,17 +34,6 @@ class ImageClassificationDataset(EpochSeededDataset):
                 torch.manual_seed(self.item_seed(index))
                 pixel_values = self.transform(image)
         return {"pixel_values": pixel_values, "labels": self.split.labels[index]}
-
-
-class DatasetEpoch(TrainerCallback):
-    """Tell the training dataset the epoch before its data loader is iterated (resumed runs included)."""
-
-    def __init__(self, dataset: EpochSeededDataset):
-        self.dataset = dataset
-
-    def on_epoch_begin(self, args, state, control, **kwargs):
-        # state.epoch counts finished epochs, fractional after resuming mid-epoch.
-        self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
 
 
 class TrainingProgress(ProgressCallback):

@@ -2,7 +2,7 @@
 
 import torch
 
-from ..classification.splits import open_image
+from ..common import open_image
 
 
 def coco_targets(annotation: dict) -> dict[str, torch.Tensor]:
@@ -18,7 +18,7 @@ def mean_average_precision(model, processor, split, batch_size: int = 16, thresh
     """mAP@[.5:.95], mAP@.5 and mAP@.75 (keys map, map_50, map_75) of `model` on `split`, boxes post-processed
     to each image's own size by the processor."""
     model.eval()
-    detections, targets = [], []
+    detections = []
     for start in range(0, len(split), batch_size):
         images = [open_image(source) for source in split.images[start : start + batch_size]]
         inputs = processor(images=images, return_tensors="pt")

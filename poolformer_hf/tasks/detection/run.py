@@ -7,10 +7,8 @@ from dataclasses import dataclass, field
 import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
-from ..classification.run import setup_logging
-from ..classification.splits import open_image
+from ..common import DatasetEpoch, EpochSeededDataset, open_image, setup_logging
 from ..segmentation.arguments import DENSE_TRAINING_DEFAULTS, parse_with_defaults
-from ..classification.trainer import DatasetEpoch, EpochSeededDataset
 from .data import DetectionData, generated_shapes, load_coco
 from .metrics import mean_average_precision
 from .model import DETECTORS, build_detection_model, build_detection_processor

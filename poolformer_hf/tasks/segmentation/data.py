@@ -8,8 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from ..classification.data import IMAGE_EXTENSIONS
-from ..classification.splits import open_image
+from ..common import IMAGE_EXTENSIONS, open_image
 from .shapes import LABEL_NAMES, make_scenes
 
 ANNOTATION_COLUMN_CANDIDATES = ("annotation", "label", "semantic_map", "mask", "segmentation")

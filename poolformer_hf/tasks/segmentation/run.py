@@ -3,12 +3,10 @@ train with Trainer, evaluate mIoU with the shipped metric, save a Hub-ready fold
 images."""
 
 import logging
-from pathlib import Path
 
 from transformers import Trainer, set_seed
 
-from ..classification.run import setup_logging
-from ..classification.trainer import DatasetEpoch
+from ..common import DatasetEpoch, setup_logging
 from .arguments import parse_arguments
 from .card import write_segmentation_card
 from .data import SegmentationData, check_split, generated_shapes, load_folder, load_hub_splits
@@ -111,7 +109,7 @@ def _demo(output_dir: str, data: SegmentationData, reduce_labels: bool, limit: i
     from ..metrics import load_metric
     from .data import open_label_map
     from .transforms import reduce_labels as reduce
-    from ..classification.splits import open_image
+    from ..common import open_image
 
     model = AutoModelForSemanticSegmentation.from_pretrained(output_dir).eval()
     processor = AutoImageProcessor.from_pretrained(output_dir)

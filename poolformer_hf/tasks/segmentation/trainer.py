@@ -5,7 +5,7 @@ import torch
 from torch.nn import functional as F
 
 from ..metrics import load_metric
-from ..classification.trainer import EpochSeededDataset
+from ..common import EpochSeededDataset
 from .data import SegmentationSplit
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ..classification.splits import open_image
+from ..common import open_image
 from .data import open_label_map
 
 

@@ -16,7 +16,7 @@ import torch
 import yaml
 from isolated_python import run_isolated
 from safetensors.torch import load_file
-from training_helpers import parse, write_image_folder
+from classification_helpers import parse, write_image_folder
 from transformers import TrainerCallback
 
 from poolformer_hf.hub.complexity import measure

@@ -9,7 +9,7 @@ import torch
 
 from poolformer_hf.image_processing_pil_poolformer import PoolFormerImageProcessorPil
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
-from poolformer_hf.tasks.classification.splits import open_image
+from poolformer_hf.tasks.common import open_image
 
 
 def pixels(processor, image) -> torch.Tensor:

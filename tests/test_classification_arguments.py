@@ -1,7 +1,7 @@
 import json
 
 import pytest
-from training_helpers import parse
+from classification_helpers import parse
 
 from poolformer_hf.tasks.classification.arguments import DEFAULT_OUTPUT_DIR, make_parser, parse_arguments
 

@@ -1,10 +1,11 @@
 import datasets
 import numpy as np
 import pytest
-from training_helpers import parse, write_image_folder
+from classification_helpers import parse, write_image_folder
 
 from poolformer_hf.tasks.classification.data import build_data, load_image_folders, splits_from_dataset_dict
-from poolformer_hf.tasks.classification.splits import ImageSplit, open_image, stratified_split
+from poolformer_hf.tasks.classification.splits import ImageSplit, stratified_split
+from poolformer_hf.tasks.common import open_image
 
 
 def data_args(*argv):

@@ -1,7 +1,7 @@
 import pytest
 import torch
 import transformers
-from training_helpers import parse
+from classification_helpers import parse
 
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor

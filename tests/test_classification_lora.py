@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
-from test_training_run import launch, run_in_process, tiny_argv
+from test_classification_run import launch, run_in_process, tiny_argv
 from transformers import TrainerCallback
 
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
