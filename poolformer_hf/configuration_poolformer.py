@@ -64,8 +64,9 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     """
 
     model_type = "poolformer_hf"
-    # transformers counts hidden states by `num_hidden_layers`: here one per stage.
-    attribute_map = {"num_hidden_layers": "num_stages"}
+    # transformers counts hidden states by `num_hidden_layers`, and its PoolFormerConfig stages by
+    # `num_encoder_blocks`: here both read the number of stages.
+    attribute_map = {"num_hidden_layers": "num_stages", "num_encoder_blocks": "num_stages"}
 
     # Fields of transformers' PoolFormerConfig.
     num_channels: int = 3
@@ -136,6 +137,18 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
         (loaded[0] if isinstance(loaded, tuple) else loaded)._check_architecture()
         return loaded
 
+    @classmethod
+    def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        """`PreTrainedConfig.get_config_dict`; a `config.json` of transformers' PoolFormer or of timm's MetaFormer is
+        translated here, on purpose, so transformers does not warn that it is of another model type."""
+        config_dict, kwargs = super().get_config_dict(pretrained_model_name_or_path, **kwargs)
+        timm_preset = timm_preset_of(config_dict)
+        if timm_preset is not None:
+            config_dict = {**PRESETS[timm_preset], **timm_overrides(config_dict), "model_type": cls.model_type}
+        elif config_dict.get("model_type") == "poolformer":  # __post_init__ translates its legacy fields
+            config_dict = {**config_dict, "model_type": cls.model_type}
+        return config_dict, kwargs
+
     # ------------------------------------------------------------------ presets
     @classmethod
     def from_preset(cls, name: str, **overrides) -> "PoolFormerConfig":
@@ -157,6 +170,14 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     @property
     def num_stages(self) -> int:
         return len(self.depths)
+
+    @num_stages.setter
+    def num_stages(self, value: int) -> None:
+        # Also `num_hidden_layers` and `num_encoder_blocks` (attribute_map): read-only views of len(depths).
+        if value != len(self.depths):
+            raise ValueError(
+                f"the number of stages is len(depths) ({len(self.depths)}) and cannot be set to {value}: set depths"
+            )
 
     # ------------------------------------------------------------------ validation
     def _check_architecture(self) -> None:
@@ -266,15 +287,22 @@ def translate_foreign_fields(config: PoolFormerConfig, kwargs: dict) -> None:
 def timm_preset_of(config_dict: dict) -> str | None:
     """The preset a timm `config.json` names (`architecture`, without its pretrained tag), or None for any other.
     (transformers marks a config dict without `model_type` that looks like timm's as `timm_wrapper`.)"""
-    if config_dict.get("model_type", "timm_wrapper") != "timm_wrapper":
+    if config_dict.get("model_type", "timm_wrapper") != "timm_wrapper" or "architecture" not in config_dict:
         return None
-    architecture = str(config_dict.get("architecture", "")).split(".")[0]
-    return architecture if architecture in PRESETS else None
+    architecture = str(config_dict["architecture"]).split(".")[0]
+    if architecture not in PRESETS:
+        raise ValueError(
+            f"This is a timm config.json of architecture {architecture!r}, not of a MetaFormer: expected one of "
+            "timm's poolformer_*, poolformerv2_*, convformer_* or caformer_* architectures"
+        )
+    return architecture
 
 
 def timm_overrides(config_dict: dict) -> dict:
-    """Our fields for what a timm `config.json` says beyond the architecture: classes, label names, crop_pct."""
-    overrides = {"num_labels": config_dict.get("num_classes", 1000)}
+    """Our fields for what a timm `config.json` says beyond the architecture: classes, label names, crop_pct, and
+    the head norm after global pooling, where timm applies it for every MetaFormer (sail-sg's PoolFormer v1, whose
+    weights timm's v1 tags carry, applies it before: timm's outputs differ from sail-sg's, and timm's are matched)."""
+    overrides = {"num_labels": config_dict.get("num_classes", 1000), "head_norm_position": "after_pool"}
     crop_pct = (config_dict.get("pretrained_cfg") or {}).get("crop_pct")
     if crop_pct:
         overrides["crop_pct"] = crop_pct

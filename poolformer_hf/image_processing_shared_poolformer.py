@@ -89,6 +89,24 @@ class PoolFormerImageProcessingMixin:
                 f"it cannot apply {[r.name for r in self.unsupported_resamples]}. Use the PIL backend for those."
             )
 
+    @classmethod
+    def get_image_processor_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
+        """`ImageProcessingMixin.get_image_processor_dict`; a timm MetaFormer folder, which has no processor file,
+        gets the processor its `config.json`'s `pretrained_cfg` describes (see `timm_processor_dict`)."""
+        try:
+            return super().get_image_processor_dict(pretrained_model_name_or_path, **kwargs)
+        except OSError:
+            from transformers.configuration_utils import PreTrainedConfig
+
+            try:
+                config_dict, unused = PreTrainedConfig.get_config_dict(pretrained_model_name_or_path, **kwargs)
+            except OSError:
+                config_dict = {}
+            processor_dict = timm_processor_dict(config_dict)
+            if processor_dict is None:
+                raise
+            return processor_dict, unused
+
     def preprocess(self, images, *args, **kwargs) -> BatchFeature:
         try:
             return super().preprocess(images, *args, **kwargs)
@@ -191,6 +209,39 @@ BACKEND_CLASS_REFERENCES = {
 _CHECKED_SETTINGS = (
     "size", "crop_size", "crop_pct", "image_mean", "image_std", "rescale_factor", "do_convert_rgb", "resample",
 )
+
+
+# timm's MetaFormer architectures (`config.json`'s `architecture`, before the size).
+TIMM_FAMILIES = ("poolformer", "poolformerv2", "convformer", "caformer")
+_TIMM_INTERPOLATIONS = {
+    "bicubic": PILImageResampling.BICUBIC, "bilinear": PILImageResampling.BILINEAR,
+    "nearest": PILImageResampling.NEAREST, "lanczos": PILImageResampling.LANCZOS,
+}  # fmt: skip
+
+
+def timm_processor_dict(config_dict: dict) -> dict | None:
+    """Processor settings for the eval transform of a timm MetaFormer `config.json` (its `pretrained_cfg`: input size,
+    crop_pct, interpolation, mean, std), or None for a config of any other model."""
+    architecture = str(config_dict.get("architecture", "")).split(".")[0]
+    pretrained_cfg = config_dict.get("pretrained_cfg")
+    if architecture.rsplit("_", 1)[0] not in TIMM_FAMILIES or not isinstance(pretrained_cfg, dict):
+        return None
+    _, height, width = pretrained_cfg.get("input_size", (3, 224, 224))
+    interpolation = pretrained_cfg.get("interpolation", "bicubic")
+    crop_mode = pretrained_cfg.get("crop_mode", "center")
+    if interpolation not in _TIMM_INTERPOLATIONS or crop_mode != "center":
+        raise ValueError(
+            f"{architecture}: timm's pretrained_cfg asks for interpolation {interpolation!r} and crop_mode "
+            f"{crop_mode!r}; expected one of {sorted(_TIMM_INTERPOLATIONS)} and 'center'"
+        )
+    return {
+        "size": {"shortest_edge": min(height, width)},
+        "crop_size": {"height": height, "width": width},
+        "crop_pct": pretrained_cfg.get("crop_pct", 0.875),
+        "resample": _TIMM_INTERPOLATIONS[interpolation],
+        "image_mean": list(pretrained_cfg.get("mean", IMAGENET_DEFAULT_MEAN)),
+        "image_std": list(pretrained_cfg.get("std", IMAGENET_DEFAULT_STD)),
+    }
 
 
 def check_settings(

@@ -15,6 +15,8 @@ import tempfile
 import torch
 from torch import nn
 from transformers import initialization as init
+from transformers.conversion_mapping import register_checkpoint_conversion_mapping
+from transformers.core_model_loading import ConversionOps, WeightConverter
 from transformers.backbone_utils import BackboneMixin, filter_output_hidden_states
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import (
@@ -172,6 +174,50 @@ FOREIGN_KEY_MAPPING = {
 }
 
 
+class LinearToPointwiseConv(ConversionOps):
+    """A linear layer's (out, in) weight as the (out, in, 1, 1) weight of the 1×1 conv our model has in its place.
+
+    timm keeps the MLPs of CAFormer's attention stages as `nn.Linear`; every other weight passes through unchanged
+    (our own checkpoints' 1×1 convs, and any shape this cannot make fit, which the loader then reports)."""
+
+    @torch.no_grad()
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        (tensors,) = input_dict.values()
+        tensor = tensors[0] if isinstance(tensors, list) else tensors
+        try:
+            target = kwargs["model"].get_parameter(kwargs["full_layer_name"]).shape
+        except (AttributeError, KeyError, TypeError):  # not a parameter of this model: the loader reports the key
+            target = tensor.shape
+        if tensor.ndim == 2 and len(target) == 4 and target[2:] == (1, 1) and tensor.shape == target[:2]:
+            tensor = tensor.reshape(target)
+        return {target_patterns[0]: tensor}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return _KeepAsIs()
+
+
+class _KeepAsIs(ConversionOps):
+    """Saving writes our 1×1 conv weights as they are."""
+
+    def convert(self, input_dict, source_patterns, target_patterns, **kwargs):
+        (tensors,) = input_dict.values()
+        return {target_patterns[0]: tensors[0] if isinstance(tensors, list) else tensors}
+
+    @property
+    def reverse_op(self) -> ConversionOps:
+        return LinearToPointwiseConv()
+
+
+def register_weight_conversions() -> None:
+    """Let `from_pretrained` reshape timm's linear MLP weights (the renames are `FOREIGN_KEY_MAPPING`'s)."""
+    register_checkpoint_conversion_mapping(
+        PoolFormerConfig.model_type,
+        [WeightConverter(f"mlp.{fc}.weight", f"mlp.{fc}.weight", [LinearToPointwiseConv()]) for fc in ("fc1", "fc2")],
+        overwrite=True,
+    )
+
+
 class PoolFormerPreTrainedModel(PreTrainedModel):
     config_class = PoolFormerConfig
     config: PoolFormerConfig
@@ -198,9 +244,9 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *model_args, **kwargs):
         """`PreTrainedModel.from_pretrained`; folders and Hub repos of transformers' built-in PoolFormer
         (`sail/poolformer_*`) and timm's MetaFormer Hub folders load too: their config is translated by
-        `PoolFormerConfig.from_dict`, their weight names by `FOREIGN_KEY_MAPPING`, and the model saves in our names.
-        (timm's CAFormer keeps its attention stages' MLPs as linear layers: convert those with
-        `scripts/convert_checkpoint.py`, which reshapes them into our 1×1 convs.)"""
+        `PoolFormerConfig.from_dict`, their weight names by `FOREIGN_KEY_MAPPING`, the linear MLPs of timm's CAFormer
+        by `LinearToPointwiseConv`, and the model saves in our names."""
+        register_weight_conversions()
         kwargs.setdefault("key_mapping", FOREIGN_KEY_MAPPING)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded
