@@ -209,13 +209,13 @@ class _KeepAsIs(ConversionOps):
         return LinearToPointwiseConv()
 
 
-def register_weight_conversions() -> None:
-    """Let `from_pretrained` reshape timm's linear MLP weights (the renames are `FOREIGN_KEY_MAPPING`'s)."""
-    register_checkpoint_conversion_mapping(
-        PoolFormerConfig.model_type,
-        [WeightConverter(f"mlp.{fc}.weight", f"mlp.{fc}.weight", [LinearToPointwiseConv()]) for fc in ("fc1", "fc2")],
-        overwrite=True,
-    )
+# `from_pretrained` reshapes timm's linear MLP weights by this (the renames are `FOREIGN_KEY_MAPPING`'s); the names
+# stay, so a save writes what it would without it.
+register_checkpoint_conversion_mapping(
+    PoolFormerConfig.model_type,
+    [WeightConverter(f"mlp.{fc}.weight", f"mlp.{fc}.weight", [LinearToPointwiseConv()]) for fc in ("fc1", "fc2")],
+    overwrite=True,
+)
 
 
 class PoolFormerPreTrainedModel(PreTrainedModel):
@@ -246,7 +246,6 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
         (`sail/poolformer_*`) and timm's MetaFormer Hub folders load too: their config is translated by
         `PoolFormerConfig.from_dict`, their weight names by `FOREIGN_KEY_MAPPING`, the linear MLPs of timm's CAFormer
         by `LinearToPointwiseConv`, and the model saves in our names."""
-        register_weight_conversions()
         kwargs.setdefault("key_mapping", FOREIGN_KEY_MAPPING)
         loaded = super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
         model = loaded[0] if isinstance(loaded, tuple) else loaded

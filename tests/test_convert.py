@@ -31,67 +31,6 @@ def logits_of(folder, pixels=PIXELS):
         return model(pixels).logits
 
 
-def sail_v1_state_dict(reference: transformers.PoolFormerForImageClassification) -> dict:
-    """The original release's names for a transformers PoolFormer's weights, written out by hand here."""
-    source = reference.state_dict()
-    out = {"patch_embed.proj.weight": source["poolformer.encoder.patch_embeddings.0.projection.weight"],
-           "patch_embed.proj.bias": source["poolformer.encoder.patch_embeddings.0.projection.bias"],
-           "norm.weight": source["norm.weight"], "norm.bias": source["norm.bias"],
-           "head.weight": source["classifier.weight"], "head.bias": source["classifier.bias"]}
-    for stage, depth in enumerate(reference.config.depths):
-        if stage:
-            for kind in ("weight", "bias"):
-                out[f"network.{2 * stage - 1}.proj.{kind}"] = source[
-                    f"poolformer.encoder.patch_embeddings.{stage}.projection.{kind}"]
-        for block in range(depth):
-            theirs = f"poolformer.encoder.block.{stage}.{block}."
-            mine = f"network.{2 * stage}.{block}."
-            for a, b in (("norm1", "before_norm"), ("norm2", "after_norm"), ("mlp.fc1", "output.conv1"),
-                         ("mlp.fc2", "output.conv2")):
-                for kind in ("weight", "bias"):
-                    out[f"{mine}{a}.{kind}"] = source[f"{theirs}{b}.{kind}"]
-            out[mine + "layer_scale_1"] = source[theirs + "layer_scale_1"]
-            out[mine + "layer_scale_2"] = source[theirs + "layer_scale_2"]
-    return out
-
-
-def sail_v2_state_dict(reference) -> dict:
-    """sail-sg/metaformer names for a timm MetaFormer's weights; that code keeps MLPs as linear layers (2-D)."""
-    out = {}
-    for key, tensor in reference.state_dict().items():
-        key = key.replace("stem.conv.", "downsample_layers.0.conv.").replace("stem.norm.", "downsample_layers.0.post_norm.")
-        for stage in range(1, 4):
-            key = key.replace(f"stages.{stage}.downsample.norm.", f"downsample_layers.{stage}.pre_norm.")
-            key = key.replace(f"stages.{stage}.downsample.conv.", f"downsample_layers.{stage}.conv.")
-        key = key.replace(".blocks.", ".").replace("head.norm.", "norm.").replace("head.fc.", "head.")
-        if tensor.ndim == 4 and tensor.shape[-2:] == (1, 1) and ("mlp.fc" in key or "pwconv" in key):
-            tensor = tensor.flatten(1)
-        out[key] = tensor
-    return out
-
-
-def test_sail_v1_release_file_converts_to_the_original_logits(tmp_path):
-    config = transformers.PoolFormerConfig(num_labels=7)
-    reference = randomize_(transformers.PoolFormerForImageClassification(config), seed=3).eval()
-    checkpoint = tmp_path / "poolformer_s12.pth.tar"
-    torch.save(sail_v1_state_dict(reference), checkpoint)
-    assert convert_checkpoint(str(checkpoint), "poolformer_s12", str(tmp_path / "out")) == "sail_v1"
-    with torch.no_grad():
-        expected = reference(PIXELS).logits
-    assert max_abs_diff(logits_of(tmp_path / "out"), expected) <= 1e-4
-
-
-@pytest.mark.parametrize("name", ["poolformerv2_s12", "caformer_s18"])
-def test_sail_v2_release_file_converts_to_the_reference_logits(tmp_path, name):
-    reference = randomize_(timm.create_model(name, num_classes=5), seed=4).eval()
-    checkpoint = tmp_path / f"{name}.pth"
-    torch.save({"model": sail_v2_state_dict(reference)}, checkpoint)  # a training checkpoint wraps the weights
-    assert convert_checkpoint(str(checkpoint), name, str(tmp_path / "out")) == "sail_v2"
-    with torch.no_grad():
-        expected = reference(PIXELS)
-    assert max_abs_diff(logits_of(tmp_path / "out"), expected) <= 1e-4
-
-
 def test_timm_safetensors_with_imagenet_head_gets_labels_processor_and_code(tmp_path):
     reference = randomize_(timm.create_model("convformer_s18", num_classes=1000), seed=5).eval()
     checkpoint = tmp_path / "convformer_s18.safetensors"

@@ -113,3 +113,18 @@ def test_translating_a_foreign_folder_on_purpose_does_not_warn_of_another_model_
     finally:
         transformers.utils.logging.disable_propagation()
     assert "to instantiate a model of type" not in caplog.text
+
+
+def test_the_converter_gives_timms_logits_for_a_timm_v1_state_dict(tmp_path):
+    from safetensors.torch import save_file
+
+    from poolformer_hf.conversion.to_folder import convert_checkpoint
+
+    theirs = randomize_(timm.create_model("poolformer_s12", num_classes=4), seed=5).eval()
+    save_file(theirs.state_dict(), str(tmp_path / "s12.safetensors"))
+    assert convert_checkpoint(str(tmp_path / "s12.safetensors"), "poolformer_s12", str(tmp_path / "out")) == "timm"
+    ours = PoolFormerForImageClassification.from_pretrained(tmp_path / "out").eval()
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected, got = theirs(pixels), ours(pixels).logits
+    assert (got - expected).abs().max() <= 1e-5 * expected.abs().max()

@@ -8,6 +8,7 @@ handed to the unpickler. A PyTorch zip checkpoint is checked from its zip centra
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pickletools
@@ -25,6 +26,11 @@ _SMALL_ENTRY = 1 << 20
 # the 96.8 M parameters of the largest preset, rounded up (tests/test_checkpoint_files.py checks it still covers them).
 MAX_CHECKPOINT_BYTES = 1_000_000_000
 _TRAINING_WRAPPERS = ("state_dict", "model", "model_ema", "state_dict_ema")
+# timm's training script (which sail-sg/poolformer's and sail-sg/metaformer's train.py follow) saves its argparse
+# arguments beside the weights. A Namespace only takes attributes, which the weights-only unpickler still restricts to
+# plain values: loading one runs no code.
+_TRAINING_GLOBALS = (argparse.Namespace,)
+_TRAINING_GLOBAL_NAMES = tuple(f"{kind.__module__}.{kind.__qualname__}" for kind in _TRAINING_GLOBALS)
 _DATA_PARALLEL_PREFIX = "module."
 
 
@@ -118,7 +124,8 @@ _ASKS_TO_RUN_CODE = ("unsupported GLOBAL", "Unsupported global", "call reduce fo
 
 def _load_pickled(path: str) -> object:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with torch.serialization.safe_globals(list(_TRAINING_GLOBALS)):
+            return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - torch raises UnpicklingError, RuntimeError, EOFError, ...
         text = str(error)
         imports = _foreign_imports(path)
@@ -139,7 +146,8 @@ def _load_pickled(path: str) -> object:
 
 
 def _foreign_imports(path: str) -> list[str]:
-    """Globals other than torch's and collections' that a plain pickle file imports, read from its opcodes only.
+    """Globals other than torch's, collections' and a training run's arguments that a plain pickle file imports, read
+    from its opcodes only.
 
     pickletools decodes opcodes without executing any: it finds what a pickle torch cannot parse (protocol 4+
     framing, say) would have imported.
@@ -158,7 +166,8 @@ def _foreign_imports(path: str) -> list[str]:
                     break
     except Exception:  # noqa: BLE001 - a corrupt stream: report what was decoded before it
         pass
-    return [name for name in found if not name.startswith(("torch.", "collections."))]
+    return [name for name in found
+            if not name.startswith(("torch.", "collections.")) and name not in _TRAINING_GLOBAL_NAMES]
 
 
 def _unpickler_reason(text: str) -> str:
@@ -170,7 +179,8 @@ def _unpickler_reason(text: str) -> str:
 
 def unwrap_state_dict(loaded: object, path: str) -> dict:
     """The tensors of a loaded checkpoint: training wrappers and DataParallel's `module.` prefix removed, checked."""
-    # Training checkpoints wrap the weights: {"state_dict": ...}, {"model": ...} or {"model_ema": ...}.
+    # Training checkpoints wrap the weights: {"state_dict": ...}, {"model": ...} or {"model_ema": ...}, beside the
+    # epoch, optimizer state, arguments (timm, sail-sg) or `meta` (mmdet / mmseg), which are left out.
     for wrapper in _TRAINING_WRAPPERS:
         if isinstance(loaded, dict) and isinstance(loaded.get(wrapper), dict):
             loaded = loaded[wrapper]

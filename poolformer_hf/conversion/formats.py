@@ -6,8 +6,12 @@ that does not come out as one of ours is an error. Each sail-sg release is a tab
 the first rule whose pattern matches the start of a key renames it, and a key no rule matches is an error (it belongs
 to another model). Our own names are those of
 `PoolFormerForImageClassification`: `poolformer.stem…`, `poolformer.stages.{i}.blocks.{j}…`, `poolformer.norm…`,
-`classifier…`. The only tensor change any format needs is a reshape of linear weights (out, in) to 1×1-conv weights
-(out, in, 1, 1), which `fit_to_model` does wherever the element counts agree.
+`classifier…`, and a backbone's per-stage output norms `hidden_states_norms.{stage name}…`. The only tensor change any
+format needs is a reshape of linear weights (out, in) to 1×1-conv weights (out, in, 1, 1), which `fit_to_model` does
+wherever the element counts agree.
+
+A detector's or segmentor's checkpoint (mmdet / mmseg, as sail-sg/poolformer's detection and segmentation folders save
+them) keeps its backbone under `backbone.`; `split_backbone` takes that part out and counts what it leaves.
 """
 
 import re
@@ -21,8 +25,11 @@ from ..modeling_poolformer import FOREIGN_KEY_MAPPING
 Rule = tuple[str, str | Callable[[re.Match], str]]
 
 # sail-sg/poolformer v1 release: network = [stage0, downsample1, stage1, downsample2, stage2, downsample3, stage3].
+# Its dense-prediction backbone (`fork_feat=True`) has no final norm or head but a norm after each stage, named by the
+# stage's index in `network` (norm0, norm2, norm4, norm6): our backbone's norms of stage1 … stage4.
 SAIL_V1_RULES: list[Rule] = [
     (r"patch_embed\.proj\.", "poolformer.stem.conv."),
+    (r"norm([0246])\.", lambda m: f"hidden_states_norms.stage{int(m[1]) // 2 + 1}."),
     (r"network\.(\d+)\.proj\.", lambda m: f"poolformer.stages.{(int(m[1]) + 1) // 2}.downsample.conv."),
     (r"network\.(\d+)\.(\d+)\.layer_scale_(\d)$",
      lambda m: f"poolformer.stages.{int(m[1]) // 2}.blocks.{m[2]}.layer_scale{m[3]}.scale"),
@@ -142,6 +149,27 @@ def fit_to_model(state_dict: dict, model: torch.nn.Module, ignore_mismatched_siz
     return fitted
 
 
+# mmdet / mmseg save the whole detector or segmentor: the backbone under this prefix, beside the neck and the heads
+# (`neck.`, `decode_head.`, `auxiliary_head.`, `rpn_head.`, `roi_head.`, `bbox_head.`, ...).
+DENSE_BACKBONE_PREFIX = "backbone."
+
+
+def split_backbone(state_dict: dict) -> tuple[dict, dict[str, int]]:
+    """The backbone of a detector's or segmentor's state dict (its prefix removed), and how many tensors each other
+    part (`neck.`, `roi_head.`, ...) holds, which this converter leaves out; a state dict with no `backbone.` key comes
+    back whole, with nothing left out."""
+    if not any(key.startswith(DENSE_BACKBONE_PREFIX) for key in state_dict):
+        return state_dict, {}
+    backbone, left_out = {}, {}
+    for key, tensor in state_dict.items():
+        if key.startswith(DENSE_BACKBONE_PREFIX):
+            backbone[key.removeprefix(DENSE_BACKBONE_PREFIX)] = tensor
+        else:
+            part = key.split(".", 1)[0] + "."
+            left_out[part] = left_out.get(part, 0) + 1
+    return backbone, left_out
+
+
 # Reading and identifying checkpoint files (safetensors, PyTorch zip, legacy pickle) lives in its own module.
 from .checkpoint_files import load_state_dict_file  # noqa: E402,F401  (re-exported: convert.py and tests use it)
 
@@ -155,8 +183,9 @@ def convert_state_dict(state_dict: dict, model: torch.nn.Module, source_format: 
     renamed = rename_keys(state_dict, source_format)
     prefix = getattr(model, "base_model_prefix", "") + "."
     if not any(key.startswith(prefix) for key in model.state_dict()):
-        # A base model (PoolFormerModel) has no prefix and no classifier.
-        renamed = {key.removeprefix(prefix): value for key, value in renamed.items() if key.startswith(prefix)}
+        # A base model or backbone (PoolFormerModel, PoolFormerBackbone) is the body itself: its names lack the prefix.
+        # A backbone's output norms keep theirs; a classifier left over is reported below as unexpected.
+        renamed = {key.removeprefix(prefix): value for key, value in renamed.items()}
     fitted = fit_to_model(renamed, model)
     expected = set(model.state_dict())
     missing, surplus = sorted(expected - set(fitted)), sorted(set(fitted) - expected)
