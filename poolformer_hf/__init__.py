@@ -31,7 +31,7 @@ from .modeling_poolformer import (
     PoolFormerPreTrainedModel,
 )
 from .modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
-from .presets import PRESET_NAMES, PRESETS
+from .presets import PRESET_NAMES, PRESETS, PresetInfo, list_presets, preset_info
 
 
 class SegmentationProcessorKey(PreTrainedConfig):
@@ -92,7 +92,10 @@ __all__ = [
     "PoolFormerModel",
     "PoolFormerPreTrainedModel",
     "PoolFormerSegmentationImageProcessor",
+    "PresetInfo",
     "fuse_for_inference",
     "imagenet_id2label",
+    "list_presets",
+    "preset_info",
     "set_kernels",
 ]

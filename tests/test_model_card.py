@@ -21,7 +21,7 @@ PAPER_TOP1 = {
     "poolformer_s12": 77.2, "poolformer_s24": 80.3, "poolformer_s36": 81.4, "poolformer_m36": 82.1,
     "poolformer_m48": 82.5,
     "poolformerv2_s12": 78.0, "poolformerv2_s24": 80.7, "poolformerv2_s36": 81.6, "poolformerv2_m36": 82.2,
-    "poolformerv2_m48": 82.6,
+    "poolformerv2_m48": 82.6, "identityformer_s12": 74.6, "randformer_s12": 76.6,
     "convformer_s18": 83.0, "convformer_s36": 84.1, "convformer_m36": 84.5, "convformer_b36": 84.8,
     "caformer_s18": 83.6, "caformer_s36": 84.5, "caformer_m36": 85.2, "caformer_b36": 85.5,
 }

@@ -6,7 +6,8 @@ The numbers in a card are of two kinds and the card keeps them apart:
   demo), MACs = FLOPs / 2 as `torch.utils.flop_counter.FlopCounterMode` counts convolutions and matrix products;
   and, for a trained folder, the evaluation results its Trainer wrote;
 - reported by the papers for the authors' ImageNet-1k weights, quoted with their source and never put in
-  the `model-index` metadata (which would claim them as this checkpoint's results).
+  the `model-index` metadata (which would claim them as this checkpoint's results); these, the published size and
+  the weights' source and license come from the preset registry (`presets.PRESET_INFO`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 
 from .complexity import measure
 from ..configuration_poolformer import PoolFormerConfig
-from ..presets import PRESET_NAMES
+from ..presets import BASELINES_ARXIV, POOLFORMER_ARXIV, PRESET_NAMES, PresetInfo, preset_info
 
 # Hub namespace the preset cards' usage snippets load from.
 DEFAULT_NAMESPACE = "poolformer-hf"
@@ -59,17 +60,8 @@ BASELINES_PAPER = Paper(
 }""",
 )
 
-# ImageNet-1k top-1 (%) at 224², as the papers report for the authors' own weights.
-REPORTED_TOP1: dict[str, tuple[float, Paper]] = {
-    **{f"poolformer_{s}": (v, POOLFORMER_PAPER) for s, v in
-       {"s12": 77.2, "s24": 80.3, "s36": 81.4, "m36": 82.1, "m48": 82.5}.items()},
-    **{f"poolformerv2_{s}": (v, BASELINES_PAPER) for s, v in
-       {"s12": 78.0, "s24": 80.7, "s36": 81.6, "m36": 82.2, "m48": 82.6}.items()},
-    **{f"convformer_{s}": (v, BASELINES_PAPER) for s, v in
-       {"s18": 83.0, "s36": 84.1, "m36": 84.5, "b36": 84.8}.items()},
-    **{f"caformer_{s}": (v, BASELINES_PAPER) for s, v in
-       {"s18": 83.6, "s36": 84.5, "m36": 85.2, "b36": 85.5}.items()},
-}
+# The registry names a preset's paper by its arXiv id.
+PAPERS = {POOLFORMER_ARXIV: POOLFORMER_PAPER, BASELINES_ARXIV: BASELINES_PAPER}
 
 # Preset name prefix -> (display name, tag).
 FAMILIES = {
@@ -109,6 +101,7 @@ class CardFacts:
     tags: list[str]
     datasets: list[str] = field(default_factory=list)
     reported_top1: tuple[str, float, Paper] | None = None  # (the paper's model name, top-1 %, paper)
+    original: PresetInfo | None = None  # the preset whose authors' weights, published size and license are quoted
     eval_results: dict[str, float] = field(default_factory=dict)
     eval_dataset: str | None = None
     has_processor: bool = True
@@ -169,7 +162,7 @@ $summary
 - **MACs at ${mac_size}×${mac_size}:** $macs, measured with `torch.utils.flop_counter.FlopCounterMode`
   (convolutions and matrix products; MACs = FLOPs / 2).
 - **Eval preprocessing:** $preprocessing
-$code$reported$evaluation
+$code$reported$original$evaluation
 ## How to use
 
 ```python
@@ -208,6 +201,7 @@ def render_card(facts: CardFacts) -> str:
         ),
         preprocessing=facts.preprocessing.describe(),
         reported=_reported_section(facts),
+        original=_original_section(facts),
         evaluation=_evaluation_section(facts),
         usage=_usage_snippet(facts),
         pipeline=_pipeline_snippet(facts),
@@ -256,6 +250,36 @@ def _reported_section(facts: CardFacts) -> str:
 This is the number the paper's authors report for their own ImageNet-1k weights. It is quoted here,
 **not reproduced by us**; results we measured ourselves, if any, are listed under "Evaluation results".
 """
+
+
+def _original_section(facts: CardFacts) -> str:
+    info = facts.original
+    if info is None or not info.pretrained:
+        return ""
+    checkpoint = f"[the authors' release]({info.release_url})"
+    if info.top1_source:
+        checkpoint += f", the weights of the top-1 above ([as the authors list it]({info.top1_source}))"
+    if info.timm_tags:
+        checkpoint += "; in timm: " + ", ".join(_timm_link(tag) for tag in info.timm_tags)
+    lines = [f"- **Checkpoint:** {checkpoint}."]
+    if info.params_m is not None:
+        lines.append(
+            f"- **Published size:** {info.params_m:g} M parameters, {info.gmacs:g} GMACs at {info.image_size}² "
+            f"([source]({info.complexity_source})); the counts under \"Model details\" are our own."
+        )
+    if info.license:
+        lines.append(f"- **License of the weights:** {info.license}.")
+    body = "\n".join(lines)
+    return f"""
+## The authors' weights
+
+{body}
+"""
+
+
+def _timm_link(tag: str) -> str:
+    link = f"[`{tag}`](https://huggingface.co/timm/{tag})"
+    return f"{link} (pretrained on ImageNet-21k)" if ".sail_in22k" in tag else link
 
 
 def _evaluation_section(facts: CardFacts) -> str:
@@ -348,10 +372,11 @@ def _family(preset: str) -> tuple[str, str]:
 
 
 def reported_result(preset: str | None) -> tuple[str, float, Paper] | None:
-    if preset not in REPORTED_TOP1:
+    """(the paper's model name, top-1 %, paper) of a preset the registry has a verified top-1 for."""
+    info = preset_info(preset) if preset is not None else None
+    if info is None or info.top1 is None:
         return None
-    top1, paper = REPORTED_TOP1[preset]
-    return _family(preset)[0], top1, paper
+    return _family(preset)[0], info.top1, PAPERS[info.paper]
 
 
 def describe_architecture(config) -> str:
@@ -368,7 +393,7 @@ def describe_architecture(config) -> str:
 def preset_facts(preset: str, repo_id: str) -> CardFacts:
     """Facts for a preset with its ImageNet-1k head, measured on a meta-device build."""
     config = PoolFormerConfig.from_preset(preset, num_labels=1000)
-    preprocessing = preprocessing_of(_default_processor_config(config))
+    preprocessing = preprocessing_of(preset_processor_config(preset))
     counts = measure(config, image_size=preprocessing.image_size)
     title, family_tag = _family(preset)
     return CardFacts(
@@ -386,14 +411,15 @@ def preset_facts(preset: str, repo_id: str) -> CardFacts:
         tags=sorted({*BASE_TAGS, family_tag}),
         datasets=["imagenet-1k"],
         reported_top1=reported_result(preset),
+        original=preset_info(preset),
     )
 
 
-def _default_processor_config(config) -> dict:
-    """The processor a preset's converted checkpoint ships: the default one with the preset's crop_pct."""
+def preset_processor_config(preset: str) -> dict:
+    """The processor of a preset, as saved: the registry's eval transform for the preset's weights."""
     from ..image_processing_poolformer import PoolFormerImageProcessor
 
-    return PoolFormerImageProcessor(crop_pct=config.crop_pct).to_dict()
+    return PoolFormerImageProcessor(**preset_info(preset).processor_kwargs()).to_dict()
 
 
 def preset_card(preset: str, namespace: str = DEFAULT_NAMESPACE) -> str:
@@ -447,8 +473,9 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
             f"A {title} image classifier (the `{preset}` preset of `poolformer_hf`) with {config.num_labels} classes."
         )
         tags = sorted({*BASE_TAGS, family_tag})
-    # The papers' ImageNet-1k numbers only concern an ImageNet-1k head of the same architecture.
-    reported = reported_result(preset) if config.num_labels == 1000 else None
+    # The papers' ImageNet-1k numbers and weights only concern an ImageNet-1k head of the same architecture.
+    imagenet_preset = preset if config.num_labels == 1000 else None
+    reported = reported_result(imagenet_preset)
     return CardFacts(
         repo_id=repo_id,
         title=name,
@@ -460,6 +487,7 @@ def folder_facts(model_dir: str | Path, repo_id: str, model: nn.Module, eval_dat
         preprocessing=preprocessing,
         tags=tags,
         reported_top1=reported,
+        original=preset_info(imagenet_preset) if imagenet_preset else None,
         datasets=[eval_dataset] if eval_dataset else [],
         eval_results=read_eval_results(model_dir),
         eval_dataset=eval_dataset,

@@ -65,12 +65,14 @@ def build_model(model_args, label_names: list[str], image_size: int | None = Non
 
 
 def build_image_processor(model_args, model, image_size: int | None):
-    """The checkpoint's processor (or a fresh one matching the model's crop_pct), set to `image_size` if given.
+    """The checkpoint's processor (or a fresh one: a preset's eval transform from the preset registry, else one
+    matching the model's crop_pct), set to `image_size` if given.
 
     Checkpoint processors load into our PoolFormerImageProcessor: transformers-native PoolFormer ones use the same
     fields (size, crop_size, crop_pct, mean, std, resample).
     """
     from ...image_processing_poolformer import PoolFormerImageProcessor
+    from ...presets import preset_info
 
     source = model_args.image_processor_name or model_args.model_name_or_path
     processor = None
@@ -81,6 +83,8 @@ def build_image_processor(model_args, model, image_size: int | None):
             )
         except OSError:
             logger.warning("no image processor found at %s; using a default one", source)
+    if processor is None and model_args.preset is not None:
+        processor = PoolFormerImageProcessor(**preset_info(model_args.preset).processor_kwargs())
     if processor is None:
         processor = PoolFormerImageProcessor(crop_pct=getattr(model.config, "crop_pct", 0.9))
     if image_size is not None and image_size != processor_image_size(processor):
