@@ -211,6 +211,78 @@ def run_inference(models: dict, batches=(1, 32), dtypes=(torch.float32, torch.bf
     return results
 
 
+# ------------------------------------------------------------------------------------------------------ family
+FAMILY_PRESETS = ("poolformer_s12", "poolformerv2_s12", "convformer_s18", "caformer_s18")
+
+
+def family_models(preset: str, seed: int = 0) -> dict:
+    """timm's `preset` with O(1) random weights and ours loaded from its state dict (timm's head norm position, so
+    the logits agree), both in eval mode."""
+    import timm
+
+    theirs = timm.create_model(preset, num_classes=NUM_LABELS)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, param in theirs.named_parameters():
+            if param.ndim >= 2:
+                param.copy_(torch.randn_like(param) / math.sqrt(param[0].numel()))
+            else:
+                bias = name.endswith("bias")
+                param.copy_(0.2 * torch.randn_like(param) if bias else torch.rand_like(param) + 0.5)
+    config = PoolFormerConfig.from_preset(preset, num_labels=NUM_LABELS, drop_path_rate=0.0,
+                                          head_norm_position="after_pool")
+    ours = PoolFormerForImageClassification(config)
+    ours.load_state_dict(convert_state_dict(theirs.state_dict(), ours))
+    return {"poolformer_hf": ours.eval(), "timm": theirs.eval()}
+
+
+def run_family(presets=FAMILY_PRESETS, batches=(1, 32), dtypes=(torch.float32,), modes=("eager", "channels_last"),
+               resolution: int = 224, repeats: int = 5, device: torch.device = torch.device("cpu"),
+               log=print) -> list[dict]:
+    """Ours (default call, fused) beside timm (`modes`) for each preset of the family, interleaved per case."""
+    results = []
+    for preset in presets:
+        models = family_models(preset)
+        for dtype in dtypes:
+            built = inference_models(models, dtype, modes, device)
+            for batch in batches:
+                pixels = torch.randn(batch, 3, resolution, resolution, generator=torch.Generator().manual_seed(batch))
+                pixels = pixels.to(device=device, dtype=dtype)
+                cases = {f"{impl}|{mode}": (lambda m=model, x=pixels.contiguous(memory_format=fmt), i=impl:
+                                            logits(i, m, x))
+                         for (impl, mode), (model, fmt) in built.items()}
+                with torch.inference_mode():
+                    outputs = {name: case().float() for name, case in cases.items()}
+                    reference = outputs["timm|eager"] if "timm|eager" in outputs else next(iter(outputs.values()))
+                    samples = time_interleaved(cases, repeats, device=device)
+                for name, times in samples.items():
+                    impl, mode = name.split("|")
+                    row = {"section": "family", "preset": preset, "impl": impl, "mode": mode,
+                           "dtype": str(dtype).removeprefix("torch."), "batch": batch, "resolution": resolution,
+                           "max_abs_diff_vs_timm": (outputs[name] - reference).abs().max().item(),
+                           **summarize(times, batch)}
+                    results.append(row)
+                    log(f"family {preset:17s} {row['dtype']:8s} batch {batch:3d} {impl:13s} {mode:14s} "
+                        f"{row['images_per_s']:8.2f} img/s  (|Δ logits| vs timm {row['max_abs_diff_vs_timm']:.1e})")
+    return results
+
+
+def family_table(results: list[dict]) -> list[str]:
+    rows = [row for row in results if row["section"] == "family"]
+    if not rows:
+        return []
+    lines = ["**The family** (images/s, median; × the best timm mode of the same case)", "",
+             "| preset | dtype | batch | implementation | mode | images/s | × best timm |",
+             "|---|---|---:|---|---|---:|---:|"]
+    for row in rows:
+        peers = [r["images_per_s"] for r in rows if r["impl"] == "timm" and
+                 (r["preset"], r["dtype"], r["batch"]) == (row["preset"], row["dtype"], row["batch"])]
+        ratio = f"{row['images_per_s'] / max(peers):.2f}×" if peers else "–"
+        lines.append(f"| {row['preset']} | {row['dtype']} | {row['batch']} | {row['impl']} | {row['mode']} | "
+                     f"{row['images_per_s']:.1f} | {ratio} |")
+    return lines + [""]
+
+
 # ------------------------------------------------------------------------------------------------------ training
 def training_step(impl: str, model, batch: int, resolution: int = 224, device=torch.device("cpu")) -> Callable:
     """One step — forward with the loss, backward, AdamW step, zero_grad — on a fixed random batch."""
@@ -688,6 +760,7 @@ def markdown_table(results: list[dict]) -> str:
     from benchmarks.deploy import deploy_table  # the deploy section's own table (ONNX Runtime, OpenVINO)
 
     lines += deploy_table(results)
+    lines += family_table(results)
     training = [row for row in results if row["section"] == "training"]
     memory = {(row["impl"], row["batch"]): row for row in results if row["section"] == "memory"}
     if training:

@@ -4,6 +4,7 @@
     python scripts/benchmark.py                      # everything, CPU (CUDA when present)
     python scripts/benchmark.py --quick              # a few minutes: fewer repeats, batch 32 fp32 only, no scaling
     python scripts/benchmark.py --sections inference training --repeats 7 --out bench/
+    python scripts/benchmark.py --sections family --models convformer_s18 caformer_s18  # ours beside timm
     python scripts/benchmark.py --sections dense     # Semantic FPN vs UperNet on S12, 512², batch 1 and 8
     python scripts/benchmark.py --sections composition  # LoRA (unmerged, merged, training) and the dispatch cost
     python scripts/benchmark.py --deploy             # exported: ONNX Runtime and OpenVINO, ours vs transformers'
@@ -24,7 +25,7 @@ import torch  # noqa: E402
 from benchmarks import harness as bench  # noqa: E402
 from benchmarks.deploy import run_deploy  # noqa: E402
 
-SECTIONS = ("inference", "training", "memory", "scaling", "dense", "composition", "deploy")
+SECTIONS = ("inference", "family", "training", "memory", "scaling", "dense", "composition", "deploy")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -42,6 +43,8 @@ def main() -> None:
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), help="inference dtypes (default both)")
     parser.add_argument("--modes", nargs="+", choices=["eager", "channels_last", "compile"],
                         help="peer modes (ours: default, fused, fused+compile alongside)")
+    parser.add_argument("--models", nargs="+", metavar="PRESET",
+                        help="family section: the presets beside timm (default " + " ".join(bench.FAMILY_PRESETS) + ")")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 384, 512, 768, 1024])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
@@ -75,6 +78,13 @@ def main() -> None:
             dtypes=tuple(DTYPES[d] for d in (args.dtypes or (["float32"] if quick else list(DTYPES)))),
             modes=tuple(args.modes or ("eager", "channels_last", "compile")),
             repeats=repeats, device=device,
+        ),
+        # Our default call and fused model beside timm's modes for each preset of the family (--models).
+        "family": lambda: bench.run_family(
+            presets=tuple(args.models or bench.FAMILY_PRESETS),
+            batches=tuple(args.batch_sizes or ((32,) if quick else (1, 32))),
+            dtypes=tuple(DTYPES[d] for d in (args.dtypes or (["float32"] if quick else list(DTYPES)))),
+            modes=tuple(args.modes or ("eager", "channels_last", "compile")), repeats=repeats, device=device,
         ),
         "training": lambda: bench.run_training(models, batches=train_batches, repeats=repeats, device=device),
         "memory": lambda: bench.run_memory(batches=train_batches, device=device, revisions=revisions),

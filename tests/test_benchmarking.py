@@ -165,3 +165,14 @@ def test_dispatch_seconds_times_the_checks_that_a_forward_makes():
     assert len(calls) == 4 + 4 * 3  # the four blocks' checks in the recorded forward, then timed three times
     assert dispatch.poolformer_block is original
     assert bench.dispatch_seconds(set_kernels(model, None), torch.randn(1, 3, 32, 32)) < 1e-4  # nothing to check
+
+
+def test_family_section_times_ours_beside_timm_with_the_same_logits():
+    rows = bench.run_family(presets=("caformer_s18",), batches=(1,), modes=("eager",), resolution=64, repeats=1,
+                            log=lambda line: None)
+    assert {(row["impl"], row["mode"]) for row in rows} >= {("poolformer_hf", "default"), ("timm", "eager")}
+    assert all(row["preset"] == "caformer_s18" and row["images_per_s"] > 0 for row in rows)
+    ours = next(row for row in rows if (row["impl"], row["mode"]) == ("poolformer_hf", "default"))
+    assert ours["max_abs_diff_vs_timm"] < 1e-4  # the same weights: timing one model against another
+    table = "\n".join(bench.family_table(rows))
+    assert "| caformer_s18 | float32 | 1 | timm | eager |" in table and "1.00×" in table

@@ -92,8 +92,11 @@ def test_every_fast_form_gives_the_definitions_outputs_and_gradients(preset, for
     assert relative(actual, expected) < 1e-5
     for name, grad in expected_grads.items():  # sums over many terms in another order: 1e-3 relative, and gradients
         # that are zero by the math (PoolFormer's norm1 bias: β cancels in pool(x̂) - x̂) within 1e-6
+        # A scalar's gradient (StarReLU's s and b) sums every element of its map, with cancellation: 3e-3 (at one
+        # thread the two orders differ by 1.01e-3)
         assert grads[name] is not None, name
-        assert (grads[name] - grad).abs().max() <= max(1e-3 * grad.abs().max().item(), 1e-6), name
+        relative_tolerance = 3e-3 if grad.numel() == 1 else 1e-3
+        assert (grads[name] - grad).abs().max() <= max(relative_tolerance * grad.abs().max().item(), 1e-6), name
 
 
 def test_the_table_catches_a_wrong_mixer():

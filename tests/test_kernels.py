@@ -379,3 +379,43 @@ def test_a_batch_of_zero_images_gives_empty_outputs_and_gradients(preset):
     logits.sum().backward()
     assert logits.shape == (0, 3) and pixels.grad.shape == (0, 3, 32, 32)
     assert model.poolformer.stem.conv.weight.grad.abs().sum() == 0
+
+
+def _star_model(preset="convformer_s18"):
+    config = PoolFormerConfig.from_preset(preset, depths=[1, 1, 1, 1], hidden_sizes=[16, 16, 32, 32], num_labels=3)
+    return randomize_(PoolFormerForImageClassification(config)).eval()
+
+
+@pytest.mark.parametrize("preset", ["convformer_s18", "caformer_s18"])
+@pytest.mark.parametrize("scale, bias", [(1.7, -0.4), (-0.8, 0.3), (1.2, 0.0)])
+def test_inference_star_relu_folded_into_the_next_conv_gives_the_plain_outputs(preset, scale, bias):
+    # Outside autograd the kernels square relu(x) in place and fold StarReLU's s and b into the next conv.
+    model = _star_model(preset)
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__ == "StarReLU":
+                module.scale.fill_(scale)
+                module.bias.fill_(bias)
+    with torch.inference_mode():
+        assert close(model(images()).logits, plain_copy(model)(images()).logits)
+    with torch.no_grad():
+        assert close(model(images()).logits, plain_copy(model)(images()).logits)
+
+
+def test_a_hooked_or_zero_scale_star_relu_runs_as_its_module():
+    model = _star_model()
+    acts = [module for module in model.modules() if type(module).__name__ == "StarReLU"]
+    calls = []
+    handles = [act.register_forward_hook(lambda module, args, out: calls.append(module)) for act in acts]
+    with torch.inference_mode():
+        hooked = model(images()).logits
+    assert len(calls) == len(acts)  # every hook saw its activation: none was folded away
+    with torch.inference_mode():
+        assert close(hooked, plain_copy(model)(images()).logits)
+    for handle in handles:
+        handle.remove()
+    with torch.no_grad():
+        for act in acts:
+            act.scale.zero_()
+    with torch.inference_mode():
+        assert close(model(images()).logits, plain_copy(model)(images()).logits)

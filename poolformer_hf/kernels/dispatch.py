@@ -147,6 +147,16 @@ def gelu(module: nn.Module, name: str) -> str | None:
     return reason
 
 
+def star_relu(module: nn.Module, name: str) -> str | None:
+    """Why the kernel may not compute `module` itself as StarReLU (s · relu(x)² + b, scalar s ≠ 0 and b), or None."""
+    from ..layers import StarReLU
+
+    reason = untouched(module, name, StarReLU) or _plain_tensors(module, name, "scale", "bias")
+    if reason is None and (module.scale.numel() != 1 or module.bias.numel() != 1):
+        return f"{name}'s scale and bias are not scalars"
+    return reason
+
+
 def _not_pointwise(conv: nn.Conv2d, name: str) -> str | None:
     if (conv.kernel_size != (1, 1) or conv.stride != (1, 1) or conv.padding != (0, 0) or conv.dilation != (1, 1)
             or conv.groups != 1):
