@@ -520,7 +520,10 @@ def _peak_rss_bytes() -> int:
 
 def memory_probe(spec: dict) -> dict:
     """Peak memory of one training step (spec: name, batch, resolution, preset, device) or of one inference forward
-    (spec: kind="inference", model, batch, resolution), measured in this process. Run it in a fresh process."""
+    (spec: kind="inference", model, batch, resolution), measured in this process with spec's `threads` (the parent's
+    by `measure_in_subprocess`). Run it in a fresh process."""
+    if spec.get("threads"):
+        torch.set_num_threads(spec["threads"])
     device = torch.device(spec.get("device", "cpu"))
     if spec.get("kind") == "inference":
         model = scaling_model(spec["model"]).to(device).eval()
@@ -541,12 +544,13 @@ def memory_probe(spec: dict) -> dict:
             torch.cuda.reset_peak_memory_stats(device)
             run()
             torch.cuda.synchronize(device)
-            return {"peak_bytes": torch.cuda.max_memory_allocated(device) - before, "method": "cuda allocator peak"}
+            return {"peak_bytes": torch.cuda.max_memory_allocated(device) - before, "method": "cuda allocator peak",
+                    "threads": torch.get_num_threads()}
         before = _rss_bytes()
         method = "peak RSS delta (VmHWM reset)" if _reset_peak_rss() else "peak RSS delta (ru_maxrss, not reset)"
         tensor_peak = _tensor_peak_bytes(run)
         return {"peak_bytes": tensor_peak, "rss_peak_bytes": _peak_rss_bytes() - before,
-                "method": f"peak of live tensor bytes (profiler); {method}"}
+                "method": f"peak of live tensor bytes (profiler); {method}", "threads": torch.get_num_threads()}
 
 
 def _tensor_peak_bytes(run: Callable) -> int:
@@ -567,6 +571,8 @@ def _tensor_peak_bytes(run: Callable) -> int:
 
 
 def measure_in_subprocess(spec: dict, timeout: int = 1800) -> dict:
+    """`memory_probe(spec)` in a fresh process, with this process's thread count (`--threads`) unless spec names one."""
+    spec = {"threads": torch.get_num_threads(), **spec}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     code = ("import json, sys; from benchmarks.harness import memory_probe; "
             "print('RESULT ' + json.dumps(memory_probe(json.loads(sys.argv[1]))))")

@@ -55,6 +55,13 @@ def test_memory_probe_reports_a_peak_for_an_inference_forward():
     assert "profiler" in probe["method"]
 
 
+def test_a_memory_probe_in_a_fresh_process_runs_with_the_benchmarks_threads(monkeypatch):
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # as after --threads 1
+    spec = {"kind": "inference", "model": "poolformer_s12", "batch": 1, "resolution": 32}
+    assert bench.measure_in_subprocess(spec)["threads"] == 1
+    assert bench.measure_in_subprocess({**spec, "threads": 2})["threads"] == 2
+
+
 # One result of every section, figures from the README's measured run.
 RESULTS = [
     {"section": "inference", "impl": "transformers", "mode": "eager", "dtype": "float32", "batch": 32,
