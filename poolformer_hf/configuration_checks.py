@@ -6,6 +6,11 @@ inherited from transformers' `PreTrainedConfig`: their annotations are strings (
 which strict skips, so `return_dict=5` or `problem_type="foo"` would pass. Each check raises a ValueError (a wrong
 value) or a TypeError (a wrong type) that names the field and says what is valid. They run where a config is made,
 again after `from_dict` has set its keyword overrides, and before a config is saved.
+
+Names: a keyword (or config.json key) that no field has is kept as an attribute, as transformers does, unless its
+name is within `TYPO_CUTOFF` of one of this config's own names (`hiden_sizes`, `mlp_ration`): that is a misspelling,
+which transformers would keep (the constructor) or drop (`from_pretrained`) while the field silently keeps its
+default, so it is refused naming the field meant. `from_preset` refuses every unknown name.
 """
 
 import dataclasses
@@ -40,6 +45,19 @@ INIT_KEYWORDS = (
     "num_labels", "torch_dtype", "out_features", "out_indices", "name_or_path", "output_attentions",
     "attn_implementation", "experts_implementation", "patch_size", "stride", "num_encoder_blocks", "use_layer_scale",
 )  # fmt: skip
+# Keys a saved config.json holds that are no field (transformers' bookkeeping, our derived `stage_names`): a config
+# reloaded from its own save passes them back to the constructor.
+WRITTEN_KEYS = ("model_type", "_name_or_path", "stage_names")
+# Settings that heads read from the config beyond its fields, with defaults of their own, and that a user passes as
+# keywords: the Semantic FPN head's (`modeling_poolformer_segmentation.SEMANTIC_FPN_DEFAULTS`; a test keeps the two in
+# step). Some are close to a field (`fpn_hidden_size` to `hidden_sizes`) and are no misspelling of it.
+HEAD_SETTINGS = ("fpn_hidden_size", "decode_head_hidden_size", "classifier_dropout", "semantic_loss_ignore_index")
+# difflib's similarity above which an unknown keyword is taken for a misspelt field: it catches `hiden_sizes` (0.96),
+# `depth` (0.91), `layer_scale_init` (0.84), but not the other models' names a config may carry, such as
+# `num_beams` (0.74 to num_labels), `drop_rate` (0.78 to drop_path_rate, which is not what timm's drop_rate means).
+TYPO_CUTOFF = 0.8
+# Deeper than any config (ours nest three levels: a backbone config inside UperNet's, its id2label, its lists).
+MAX_JSON_DEPTH = 32
 
 
 def check_values(config) -> None:
@@ -196,26 +214,81 @@ def check_init_keywords(config, kwargs: dict) -> None:
             raise ValueError(
                 f"num_labels must be in [0, {MAX_CHANNELS}] (0 for a model without classifier), got {num_labels}"
             )
-    if not isinstance(kwargs.get("output_attentions", False), bool):
-        raise TypeError(f"output_attentions must be a bool, got {kwargs['output_attentions']!r}")
+    check_bool("output_attentions", kwargs.get("output_attentions", False))
     if kwargs.get("torch_dtype") is not None:
         if not isinstance(kwargs["torch_dtype"], (str, torch.dtype)):
             raise TypeError(f"torch_dtype must be a str or a torch.dtype, got {type(kwargs['torch_dtype']).__name__}")
         check_dtype("torch_dtype", kwargs["torch_dtype"])
 
 
-# ---------------------------------------------------------------------------------------------------------- presets
-def check_override_names(config_class, overrides: dict) -> None:
-    """Refuse a keyword `from_preset` would otherwise keep as a stray attribute while the preset's value stays."""
+def check_bool(name: str, value) -> None:
+    """A switch is True or False: the string 'false' (truthy) or 1 would pass an `if` and mean something else."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool (True or False), got {type(value).__name__} {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------------------- names
+def _settable_names(config_class) -> set[str]:
+    """The public names a keyword may set: fields, the keywords the constructor consumes, writable aliases."""
     fields = {field.name for field in dataclasses.fields(config_class)}
     known = {name for name in fields if not name.startswith("_")} | set(INIT_KEYWORDS)
-    known |= {alias for alias, name in config_class.attribute_map.items() if name in fields}  # not read-only ones
+    return known | {alias for alias, name in config_class.attribute_map.items() if name in fields}  # not read-only
+
+
+def _own_names(config_class) -> list[str]:
+    """What a typo is compared with: this config's own public fields and keywords, not PreTrainedConfig's (whose
+    names are close to those of other models' keys, e.g. `is_encoder_decoder` to `tie_encoder_decoder`)."""
+    inherited = {field.name for field in dataclasses.fields(PreTrainedConfig)}
+    own = {f.name for f in dataclasses.fields(config_class) if f.name not in inherited and not f.name.startswith("_")}
+    return sorted(own | set(INIT_KEYWORDS))
+
+
+def check_keyword_names(config_class, names) -> None:
+    """Refuse a name no field has that is a misspelling of one of the config's own (see the module docstring)."""
+    known = _settable_names(config_class) | {field.name for field in dataclasses.fields(config_class)}
+    for name in sorted(set(names) - known - set(WRITTEN_KEYS) - set(HEAD_SETTINGS)):
+        close = difflib.get_close_matches(name, _own_names(config_class), n=1, cutoff=TYPO_CUTOFF)
+        if close:
+            raise ValueError(f"unknown config field {name!r}: did you mean {close[0]!r}?")
+
+
+def check_override_names(config_class, overrides: dict) -> None:
+    """Refuse a keyword `from_preset` would otherwise keep as a stray attribute while the preset's value stays."""
+    known = _settable_names(config_class)
     unknown = sorted(set(overrides) - known)
     if unknown:
         name = unknown[0]
         close = difflib.get_close_matches(name, sorted(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else f"; expected one of: {', '.join(sorted(known))}"
         raise ValueError(f"from_preset: unknown config field {name!r}{hint}")
+
+
+# ---------------------------------------------------------------------------------------------------------- loading
+def check_config_json(value, path, too_deep: bool = False) -> None:
+    """A config.json holds one JSON object, nested no deeper than MAX_JSON_DEPTH (a much deeper one makes Python's
+    json parser raise RecursionError: `too_deep`); otherwise an OSError naming the file, as transformers' own for a
+    file that is not JSON."""
+    if too_deep or _json_depth(value) > MAX_JSON_DEPTH:
+        raise OSError(f"{path} nests deeper than {MAX_JSON_DEPTH} levels: not a config (a config.json is one JSON "
+                      f"object of fields, a few levels deep)")
+    if not isinstance(value, dict):
+        raise OSError(f"{path} holds a JSON {_JSON_NAMES.get(type(value), type(value).__name__)}, not an object: a "
+                      f"config.json is one JSON object of fields, {{\"model_type\": ..., ...}}")
+
+
+_JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
+def _json_depth(value) -> int:
+    """How deeply `value` nests lists and dicts (0 for a scalar), without recursion; stops past MAX_JSON_DEPTH."""
+    depth, level = 0, [value]
+    while depth <= MAX_JSON_DEPTH:
+        containers = [node for node in level if isinstance(node, (list, dict))]
+        if not containers:
+            return depth
+        depth += 1
+        level = [item for node in containers for item in (node.values() if isinstance(node, dict) else node)]
+    return depth
 
 
 # ---------------------------------------------------------------------------------------------------------- saving

@@ -14,7 +14,10 @@ from transformers.backbone_utils import BackboneConfigMixin
 from transformers.configuration_utils import PreTrainedConfig
 
 from .files import write_text_atomically
-from .configuration_checks import check_init_keywords, check_override_names, check_values, json_text
+from .configuration_checks import (
+    check_bool, check_config_json, check_init_keywords, check_keyword_names, check_override_names, check_values,
+    json_text,
+)  # fmt: skip
 from .presets import PRESET_NAMES, PRESETS
 
 
@@ -103,13 +106,15 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
     sepconv_kernel_size: int = 7
     sepconv_act: str = "star_relu"
     image_size: int = 224
-    crop_pct: float = 0.9
+    crop_pct: float | int = 0.9  # an int (1) is read as the float it means
     backbone_norm: bool = True
     _out_features: list[str] | None = None
     _out_indices: list[int] | None = None
 
     def __post_init__(self, **kwargs):
         translate_foreign_fields(self, kwargs)
+        check_keyword_names(type(self), kwargs)
+        self.crop_pct = float(self.crop_pct)
         for name in ("depths", "hidden_sizes", "patch_sizes", "strides", "padding"):
             setattr(self, name, list(getattr(self, name)))
         for name in PER_STAGE_FIELDS:
@@ -129,13 +134,20 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
         """`PreTrainedConfig.from_dict`, which also reads timm's `config.json` (e.g. `timm/poolformer_s12.sail_in1k`:
         `{"architecture": "poolformer_s12", "num_classes": 1000, ...}`) as the named preset. The keyword overrides it
         sets after construction (`from_pretrained(path, mlp_ratio=...)`), which the constructor's checks miss, are
-        checked too."""
+        checked too, and so are their names: transformers returns an override no attribute has as unused (a typo such
+        as `hiden_sizes` would be lost), which is refused when it is a misspelt field (`check_keyword_names`)."""
         timm_preset = timm_preset_of(config_dict)
         if timm_preset is not None:
             config_dict = {**PRESETS[timm_preset], **timm_overrides(config_dict)}
-        loaded = super().from_dict(config_dict, **kwargs)
-        (loaded[0] if isinstance(loaded, tuple) else loaded)._check_architecture()
-        return loaded
+        # transformers applies an override only where the config has that attribute: the foreign fields, which no
+        # config keeps, go in with the dict, so `from_pretrained(path, use_layer_scale=False)` is translated too.
+        foreign = {name: kwargs.pop(name) for name in FOREIGN_FIELDS if name in kwargs}
+        return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
+        config, unused = super().from_dict({**config_dict, **foreign}, return_unused_kwargs=True, **kwargs)
+        config.crop_pct = float(config.crop_pct)  # an override is set as given
+        config._check_architecture()
+        check_keyword_names(cls, unused)
+        return (config, unused) if return_unused_kwargs else config
 
     @classmethod
     def get_config_dict(cls, pretrained_model_name_or_path, **kwargs) -> tuple[dict, dict]:
@@ -148,6 +160,18 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
         elif config_dict.get("model_type") == "poolformer":  # __post_init__ translates its legacy fields
             config_dict = {**config_dict, "model_type": cls.model_type}
         return config_dict, kwargs
+
+    @classmethod
+    def _dict_from_json_file(cls, json_file) -> dict:
+        """transformers' reader of a config.json (every load reads through it), refusing with an OSError naming the
+        file what no config holds: a JSON array, string, number or null (transformers would fail on it with an
+        AttributeError), or nesting deeper than `MAX_JSON_DEPTH` (deep enough, Python's parser raises RecursionError)."""
+        try:
+            config_dict, too_deep = super()._dict_from_json_file(json_file), False
+        except RecursionError:
+            config_dict, too_deep = None, True
+        check_config_json(config_dict, json_file, too_deep)
+        return config_dict
 
     # ------------------------------------------------------------------ presets
     @classmethod
@@ -250,6 +274,17 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
         check_values(self)
 
     # ------------------------------------------------------------------ saving
+    def check_saveable(self) -> None:
+        """Raise, naming the field or attribute, if this config cannot be written (an invalid architecture, an
+        attribute JSON cannot hold: a set, a tensor, an object). Every save runs it before it writes anything."""
+        self._check_architecture()
+        json_text(self, use_diff=True)
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """transformers' save, checked first: a config it could not write makes no folder and copies no code file."""
+        self.check_saveable()
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def to_json_file(self, json_file_path, use_diff: bool = True) -> None:
         """Save as JSON, all or nothing: a config changed into an invalid one, an attribute JSON cannot hold (a set, a
         tensor) or a failed write raises and leaves the previous file as it was (`save_pretrained` writes through
@@ -268,6 +303,10 @@ class PoolFormerConfig(BackboneConfigMixin, PreTrainedConfig):
 
 
 # ---------------------------------------------------------------------------------------------- foreign config fields
+# The fields of transformers' PoolFormerConfig that ours does not keep (see `translate_foreign_fields`).
+FOREIGN_FIELDS = ("patch_size", "stride", "num_encoder_blocks", "use_layer_scale")
+
+
 def translate_foreign_fields(config: PoolFormerConfig, kwargs: dict) -> None:
     """Turn the legacy fields of transformers' PoolFormerConfig (popped from `kwargs`) into ours.
 
@@ -276,7 +315,9 @@ def translate_foreign_fields(config: PoolFormerConfig, kwargs: dict) -> None:
     """
     kwargs.pop("patch_size", None)
     kwargs.pop("stride", None)
-    if kwargs.pop("use_layer_scale", True) is False:
+    use_layer_scale = kwargs.pop("use_layer_scale", True)
+    check_bool("use_layer_scale", use_layer_scale)  # the string 'false' would otherwise mean LayerScale on
+    if not use_layer_scale:
         config.layer_scale_init_value = None
     for name in ("num_encoder_blocks", "num_hidden_layers"):
         stages = kwargs.pop(name, None)

@@ -6,6 +6,7 @@ The ImageNet eval transform: resize the shortest edge to `int(shortest_edge / cr
 when they are saved for `trust_remote_code`, so it imports only from transformers, numpy and sibling files.
 """
 
+import json
 import math
 from numbers import Real
 
@@ -42,7 +43,7 @@ class PoolFormerImageProcessorKwargs(ImagesKwargs, total=False):
         `int(size["shortest_edge"] / crop_pct)` before cropping `crop_size`. `None` resizes to `size` itself.
     """
 
-    crop_pct: float | None
+    crop_pct: float | int | None
 
 
 class PoolFormerImageProcessingMixin:
@@ -185,11 +186,28 @@ class PoolFormerImageProcessingMixin:
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """transformers' save, with the code files of both backends (auto_map names both; transformers copies only
-        the saved class's file and what it imports)."""
+        the saved class's file and what it imports). An attribute JSON cannot hold is refused, naming it, before
+        anything is written."""
+        self._check_saveable()
         saved = super().save_pretrained(save_directory, *args, **kwargs)
         if self._auto_class is not None:
             ship_code(save_directory, "image processor")
         return saved
+
+    def _check_saveable(self) -> None:
+        try:
+            self.to_json_string()
+        except (TypeError, ValueError):
+            bad = []
+            for name, value in self.to_dict().items():
+                try:
+                    json.dumps(value.tolist() if hasattr(value, "tolist") else value)
+                except (TypeError, ValueError):
+                    bad.append(name)
+            raise TypeError(
+                f"image processor attribute(s) {bad} cannot be written to preprocessor_config.json (not JSON: "
+                f"{', '.join(type(self.to_dict()[name]).__name__ for name in bad)}); delete or convert them first"
+            ) from None
 
     def _upload_modified_files(self, working_dir, *args, **kwargs):
         if self._auto_class is not None:  # save_pretrained(push_to_hub=True) uploads before it returns

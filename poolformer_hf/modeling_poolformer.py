@@ -255,9 +255,12 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
     def save_pretrained(self, save_directory, *args, **kwargs):
         """`PreTrainedModel.save_pretrained`, atomic, with every head in `auto_map`, not only the one saved.
 
-        Over an earlier save, the files are written to a temporary folder beside `save_directory` and renamed into it,
-        so a save that fails (a config attribute JSON cannot hold, a full disk) leaves the earlier save loading as
-        before. The files get the umask's modes, as the config does (safetensors would write the weights 0600).
+        The config is checked first (`check_saveable`): one that cannot be written (an attribute JSON cannot hold, an
+        invalid architecture) raises naming it before any folder or file is made, a Hub push included. Over an
+        earlier save, the files are written to a temporary folder beside `save_directory` and renamed into it, so a
+        save that fails (a full disk) leaves the earlier save loading as before; a new or empty folder, which holds
+        nothing to keep, is written in place (conversions and exports save into a staging folder of their own). The
+        files get the umask's modes, as the config does (safetensors would write the weights 0600).
         transformers would write only the saved class into `auto_map`; then `AutoModel.from_pretrained(folder,
         trust_remote_code=True)` on a saved classifier (as the feature-extraction pipeline does) would find no entry
         and fall back, by config class name, to transformers' own PoolFormerModel with random weights.
@@ -268,6 +271,9 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
             **{head._auto_class: f"{head.__module__.rsplit('.', 1)[-1]}.{head.__name__}" for head in heads
                if head._auto_class is not None},
         }
+        self.config.check_saveable()
+        if os.path.lexists(save_directory) and not os.path.isdir(save_directory):  # transformers only logs it
+            raise NotADirectoryError(f"save_directory {save_directory} is a file, not a folder: name a folder")
         if kwargs.get("push_to_hub") or not (os.path.isdir(save_directory) and os.listdir(save_directory)):
             # A Hub commit is atomic on its own; a new or empty folder holds no earlier save to keep.
             saved = super().save_pretrained(save_directory, *args, **kwargs)

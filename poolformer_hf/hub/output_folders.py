@@ -5,7 +5,7 @@ every instant the output path holds either the previous output, whole, or the ne
 replace a folder that this code wrote (it carries a marker listing its files and nothing else is in it): never the
 folder holding the input, the working directory or one of its parents, a folder of other files, or a symlink.
 Staging folders left by a killed process are removed on the next run, and only those: the name, a dead pid, and
-contents that are files of the kinds written here.
+contents that are files of the kinds written here (the half-written temporary of an atomic file write included).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ MARKER_NAME = ".poolformer_hf_conversion.json"
 STAGING_PREFIX = ".converting-"
 _STAGING_NAME = re.compile(re.escape(STAGING_PREFIX) + r"(\d+)-")
 _WRITTEN_SUFFIXES = (".json", ".py", ".safetensors", ".onnx", ".data", ".xml", ".bin", ".pt2", ".pte")  # + exports
+# The temporary `files.write_text_atomically` writes beside a file (`.<name>.<12 hex>.tmp`): a kill mid-write leaves it.
+_ATOMIC_TEMPORARY = re.compile(r"^\.(.+)\.[0-9a-f]{12}\.tmp$")
 _RENAME_EXCHANGE = 2  # linux/fs.h
 _AT_FDCWD = -100
 
@@ -98,7 +100,7 @@ def remove_stale_staging(parent: str) -> list[str]:
         return removed
     for entry in entries:
         match = _STAGING_NAME.match(entry.name)
-        if not match or entry.is_symlink() or not entry.is_dir() or _alive(int(match[1])):
+        if not match or entry.is_symlink() or not entry.is_dir() or process_alive(int(match[1])):
             continue
         try:
             contents = list(os.scandir(entry.path))
@@ -111,12 +113,13 @@ def remove_stale_staging(parent: str) -> list[str]:
 
 
 def _written_here(entry: os.DirEntry) -> bool:
-    return not entry.is_symlink() and entry.is_file() and (
-        entry.name == MARKER_NAME or entry.name.endswith(_WRITTEN_SUFFIXES)
-    )
+    temporary = _ATOMIC_TEMPORARY.match(entry.name)
+    name = temporary[1] if temporary else entry.name
+    return not entry.is_symlink() and entry.is_file() and (name == MARKER_NAME or name.endswith(_WRITTEN_SUFFIXES))
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine may still run (this one, someone else's, or any not yet ended)."""
     if pid == os.getpid():
         return True
     try:

@@ -56,7 +56,8 @@ TRAINING_DEFAULTS = {
 class ModelArguments:
     """Which model to start from: a folder or Hub id (`--model_name_or_path`), or a preset trained from scratch.
 
-    (No --trust_remote_code: checkpoints load into this package's own classes, so no code from a checkpoint runs.)
+    (No --trust_remote_code: checkpoints load into this package's own classes, so no code from a checkpoint runs;
+    a checkpoint of another model type is refused, see `model.check_poolformer_checkpoint`.)
     """
 
     _argument_group_name = "model"

@@ -44,6 +44,8 @@ def build_model(model_args, label_names: list[str], image_size: int | None = Non
             raise ValueError(
                 "--preset, --depths and --hidden_sizes build a new model; do not combine them with --model_name_or_path"
             )
+        check_poolformer_checkpoint(model_args.model_name_or_path, cache_dir=model_args.cache_dir,
+                                    revision=model_args.model_revision)
         return PoolFormerForImageClassification.from_pretrained(
             model_args.model_name_or_path,
             ignore_mismatched_sizes=model_args.ignore_mismatched_sizes,
@@ -62,6 +64,21 @@ def build_model(model_args, label_names: list[str], image_size: int | None = Non
         overrides["image_size"] = image_size
     config = PoolFormerConfig.from_preset(model_args.preset or DEFAULT_PRESET, **label_kwargs, **overrides)
     return PoolFormerForImageClassification(config)
+
+
+def check_poolformer_checkpoint(name_or_path: str, **loading) -> None:
+    """Refuse a checkpoint of another model type: its weights would not fit our classes, which would start from
+    random weights with only a warning. Checkpoints load into this package's classes (ours, transformers' PoolFormer
+    and timm's MetaFormers translate to them), so no code a checkpoint ships ever runs: there is no
+    --trust_remote_code."""
+    from ... import PoolFormerConfig
+
+    model_type = PoolFormerConfig.get_config_dict(name_or_path, **loading)[0].get("model_type")
+    if model_type not in (None, PoolFormerConfig.model_type):
+        raise ValueError(
+            f"--model_name_or_path {name_or_path} is a {model_type!r} checkpoint; expected a PoolFormer/MetaFormer "
+            "one (this package's, transformers' PoolFormer or timm's MetaFormers); no checkpoint's own code is run"
+        )
 
 
 def build_image_processor(model_args, model, image_size: int | None):

@@ -14,6 +14,8 @@ import shutil
 import socket
 from pathlib import Path
 
+from ...hub.output_folders import process_alive
+
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # What Trainer and the run write besides checkpoints; any of them marks the folder as holding a previous run.
 RUN_FILES = (
@@ -51,6 +53,10 @@ def previous_run(output_dir: str | Path) -> list[str]:
 
 def check_output_dir(output_dir: str | Path, overwrite: bool, resume: bool) -> None:
     """Refuse to train into a folder holding a previous run unless told to replace it or to resume it."""
+    if overwrite and resume:
+        raise ValueError("--overwrite_output_dir would delete the checkpoints --resume_from_checkpoint resumes: give one")
+    if os.path.lexists(output_dir) and not os.path.isdir(output_dir):
+        raise ValueError(f"--output_dir {output_dir} is a file, not a folder: choose a folder path")
     found = previous_run(output_dir)
     if found and not overwrite and not resume:
         shown = ", ".join(found[:6]) + (f" and {len(found) - 6} more" if len(found) > 6 else "")
@@ -101,7 +107,10 @@ def resolve_checkpoint(value: str | None, output_dir: str | Path) -> str | None:
 
 class RunLock:
     """An exclusive lock file in the output folder, so that two runs never write one folder unaware of each
-    other. A lock left by a killed run on this machine (its process is gone) is taken over."""
+    other. It holds "<host> <pid>" of its run. A lock left by a killed run on this machine (its process is gone or a
+    zombie) is taken over; any other lock file is refused with a ValueError naming it: a live run's, another
+    machine's (whose process cannot be checked from here), and a path there that is no lock a run wrote (a folder, a
+    symlink, an unreadable or empty file, other contents), which a run will not delete on a guess."""
 
     def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / LOCK_NAME
@@ -113,39 +122,47 @@ class RunLock:
             try:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
-                if not self._take_over_stale():
+                host, pid = self._holder()
+                if host != socket.gethostname() or process_alive(pid):
+                    where = "" if host == socket.gethostname() else ", on another machine"
                     raise ValueError(
-                        f"--output_dir {self.path.parent} is in use by another training run ({self._holder()}, "
+                        f"--output_dir {self.path.parent} is in use by another training run ({host} {pid}{where}, "
                         f"lock file {self.path}): wait for it to finish or choose another --output_dir"
                     ) from None
+                self.path.unlink(missing_ok=True)  # a killed run's
                 continue
-            with os.fdopen(descriptor, "w") as lock:
-                lock.write(self.owner)
+            os.write(descriptor, self.owner.encode())  # at once, so that the lock is never seen empty but for an instant
+            os.close(descriptor)
             return self
         raise ValueError(f"could not take the lock file {self.path}")
 
     def __exit__(self, *exc_info) -> None:
-        if self._holder() == self.owner:
-            self.path.unlink(missing_ok=True)
-
-    def _holder(self) -> str:
         try:
-            return self.path.read_text().strip()
+            ours = self.path.is_file() and not self.path.is_symlink() and self.path.read_text() == self.owner
         except OSError:
-            return ""
-
-    def _take_over_stale(self) -> bool:
-        host, _, pid = self._holder().partition(" ")
-        if host != socket.gethostname() or not pid.isdigit():
-            return False
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+            ours = False
+        if ours:
             self.path.unlink(missing_ok=True)
-            return True
-        except PermissionError:
-            pass
-        return False
+
+    def _holder(self) -> tuple[str, int]:
+        """(host, pid) of the lock there, or a ValueError saying why the path there is no lock of a run."""
+        remove = f"remove it if no training run is using --output_dir {self.path.parent}"
+        if self.path.is_symlink() or not self.path.is_file():
+            kind = "a symlink" if self.path.is_symlink() else "a folder" if self.path.is_dir() else "not a file"
+            raise ValueError(f"lock file {self.path} is {kind}, not a lock a training run writes: {remove}")
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as error:
+            raise ValueError(f"lock file {self.path} cannot be read ({error}): {remove}") from None
+        host, _, pid = text.strip().partition(" ")
+        if not text:
+            raise ValueError(f"lock file {self.path} is empty (a run starting this instant, or one killed as it "
+                             f"started): {remove}")
+        if not host or not pid.isdigit():
+            raise ValueError(
+                f"lock file {self.path} holds {text[:60]!r}, not the '<host> <pid>' a training run writes: {remove}"
+            )
+        return host, int(pid)
 
 
 # How a full disk shows itself: ENOSPC, or the messages torch and safetensors raise without an errno.

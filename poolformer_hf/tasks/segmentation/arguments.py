@@ -6,8 +6,12 @@ import sys
 from dataclasses import dataclass, field
 
 import torch
-from transformers import HfArgumentParser, TrainingArguments
+from transformers import HfArgumentParser
 
+from ..classification.arguments import RunTrainingArguments
+
+# The label id a label map marks pixels to ignore with: no class may have it.
+IGNORE_INDEX = 255
 # TrainingArguments defaults both dense scripts share (the command line overrides each one).
 DENSE_TRAINING_DEFAULTS = {
     "do_train": True,
@@ -92,6 +96,12 @@ class SegmentationDataArguments:
         self.max_scale = self.max_scale if self.max_scale is not None else (1.25 if generated else 2.0)
         if not 0 < self.min_scale <= self.max_scale:
             raise ValueError(f"need 0 < --min_scale <= --max_scale, got {self.min_scale} and {self.max_scale}")
+        if self.num_labels is not None and not 1 <= self.num_labels <= IGNORE_INDEX:
+            raise ValueError(f"--num_labels must be in [1, {IGNORE_INDEX}] (class ids 0 … num_labels-1; id "
+                             f"{IGNORE_INDEX} marks ignored pixels), got {self.num_labels}")
+        for name in ("max_train_samples", "max_eval_samples", "generated_train_size", "generated_validation_size"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ValueError(f"--{name} must be at least 1 (a split needs an image), got {getattr(self, name)}")
 
 
 def parse_with_defaults(dataclass_types: tuple, defaults: dict, argv: list[str] | None = None):
@@ -105,6 +115,7 @@ def parse_with_defaults(dataclass_types: tuple, defaults: dict, argv: list[str] 
 
 
 def parse_arguments(argv: list[str] | None = None):
-    """(model_args, data_args, training_args) of scripts/train_segmentation.py."""
-    return parse_with_defaults((SegmentationModelArguments, SegmentationDataArguments, TrainingArguments),
+    """(model_args, data_args, training_args) of scripts/train_segmentation.py; the training arguments are
+    classification's (TrainingArguments plus --overwrite_output_dir): a run refuses a folder holding a previous run."""
+    return parse_with_defaults((SegmentationModelArguments, SegmentationDataArguments, RunTrainingArguments),
                                TRAINING_DEFAULTS, argv)

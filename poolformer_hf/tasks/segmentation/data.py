@@ -46,8 +46,13 @@ class SegmentationData:
 
 
 def open_label_map(source) -> np.ndarray:
-    """A 2-D array of class ids from a PIL image (mode L, P or I), a path or a `datasets` image dict."""
+    """A 2-D array of class ids from a PIL image (mode L, P or I), a path, a `datasets` image dict or an array."""
     if isinstance(source, np.ndarray):
+        if source.ndim != 2 or not np.issubdtype(source.dtype, np.integer):
+            raise ValueError(
+                f"label map (an array) of shape {source.shape} and dtype {source.dtype}; expected one integer class "
+                "id per pixel: a 2-D (height, width) array of ints"
+            )
         return source
     if isinstance(source, dict):
         from io import BytesIO
@@ -152,9 +157,14 @@ def _column(columns: Sequence[str], candidates: Sequence[str], role: str) -> str
 
 
 def check_split(split: SegmentationSplit, num_labels: int, ignore_index: int, reduce_labels: bool) -> None:
-    """Decode every pair once: unreadable files, size mismatches and ids outside the classes are named."""
+    """Decode every pair once: an empty split, unreadable files, size mismatches and ids outside the classes (other
+    than `ignore_index`) are named."""
+    if not len(split):
+        raise ValueError(f"the {split.name} split holds no image: a run needs at least one image/label-map pair")
     for index in range(len(split)):
         where = split.images[index] if isinstance(split.images[index], str) else f"{split.name} example {index}"
+        annotation = split.label_maps[index]
+        annotation = f"label map {annotation}" if isinstance(annotation, str) else "label map"
         try:
             image = open_image(split.images[index])
             label_map = open_label_map(split.label_maps[index])
@@ -164,16 +174,19 @@ def check_split(split: SegmentationSplit, num_labels: int, ignore_index: int, re
             raise ValueError(f"unreadable image or label map {where}: {error}") from error
         if label_map.shape != (image.height, image.width):
             raise ValueError(
-                f"{where}: label map of {label_map.shape[1]}×{label_map.shape[0]} for an image of "
-                f"{image.width}×{image.height}"
+                f"{where}: its {annotation} is {label_map.shape[1]}×{label_map.shape[0]} pixels, the image "
+                f"{image.width}×{image.height}; a label map gives one class id per pixel of its image"
             )
         ids = np.unique(label_map)
         ids = ids[ids != ignore_index]
         if reduce_labels:
             ids = ids[ids != 0] - 1
+        valid = f"0 … {num_labels - 1}, or {ignore_index} for pixels to ignore"
+        if ids.size and ids.min() < 0:
+            raise ValueError(f"{where}: its {annotation} holds class id {int(ids.min())}; expected {valid}")
         if ids.size and ids.max() >= num_labels:
             raise ValueError(
-                f"{where}: class id {int(ids.max())} but there are {num_labels} classes"
+                f"{where}: its {annotation} holds class id {int(ids.max())} but there are {num_labels} classes"
                 + (" (after --reduce_labels)" if reduce_labels else "")
-                + "; set --num_labels or the label names"
+                + f" ({valid}); set --num_labels or the label names"
             )

@@ -2,12 +2,14 @@
 train with Trainer, evaluate mIoU with the shipped metric, save a Hub-ready folder, reload it and segment held-out
 images."""
 
+import contextlib
 import logging
 
 from transformers import Trainer, set_seed
 
+from ..classification.output_dir import RunLock, check_output_dir, clear_previous_run, resolve_checkpoint
 from ..common import DatasetEpoch, setup_logging
-from .arguments import parse_arguments
+from .arguments import IGNORE_INDEX, parse_arguments
 from .card import write_segmentation_card
 from .data import SegmentationData, check_split, generated_shapes, load_folder, load_hub_splits
 from .model import build_segmentation_model
@@ -15,7 +17,6 @@ from .trainer import SegmentationDataset, collate_segmentation, compute_metrics_
 from .transforms import SegmentationEvalTransform, SegmentationTrainTransform
 
 logger = logging.getLogger(__name__)
-IGNORE_INDEX = 255
 DEFAULT_IMAGE_SIZE = 512
 # The generated demo's scenes: at 64² the shapes (radius 6–13 px) are a few cells of the stride-4 maps and a
 # from-scratch model learns them far slower per step (README, Segmentation).
@@ -53,6 +54,12 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
 
     setup_logging(training_args)
     set_seed(training_args.seed)
+    # The output folder's checks run before anything is built or written (a folder holding a previous run is
+    # refused unless --overwrite_output_dir replaces it or --resume_from_checkpoint continues it).
+    output_dir, overwrite = training_args.output_dir, getattr(training_args, "overwrite_output_dir", False)
+    if training_args.do_train:
+        check_output_dir(output_dir, overwrite=overwrite, resume=bool(training_args.resume_from_checkpoint))
+    checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
     data = build_data(data_args, model_args, training_args.seed)
     image_size = data_args.image_size or data.image_size or DEFAULT_IMAGE_SIZE
     model = build_segmentation_model(
@@ -79,9 +86,19 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         preprocess_logits_for_metrics=predicted_label_maps,
         callbacks=[DatasetEpoch(train_dataset), *(callbacks or [])],
     )
+    # One run writes the folder at a time; only the main process writes.
+    with RunLock(output_dir) if trainer.is_world_process_zero() else contextlib.nullcontext():
+        if overwrite and training_args.do_train and trainer.is_world_process_zero():
+            removed = clear_previous_run(output_dir)
+            if removed:
+                logger.warning("--overwrite_output_dir: removed the previous run's %s", ", ".join(removed))
+        return _train_and_evaluate(trainer, training_args, checkpoint, data, model_args, data_args)
+
+
+def _train_and_evaluate(trainer, training_args, checkpoint, data, model_args, data_args) -> dict:
     metrics = {}
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        result = trainer.train(resume_from_checkpoint=checkpoint)
         trainer.save_model()
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
