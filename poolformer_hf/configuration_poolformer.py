@@ -339,11 +339,15 @@ def timm_preset_of(config_dict: dict) -> str | None:
     return architecture
 
 
+# timm applies the head norm of every MetaFormer after global pooling, PoolFormer v1's included (sail-sg's v1 before).
+TIMM_HEAD = {"head_norm_position": "after_pool"}
+
+
 def timm_overrides(config_dict: dict) -> dict:
     """Our fields for what a timm `config.json` says beyond the architecture: classes, label names, crop_pct, and
     the head norm after global pooling, where timm applies it for every MetaFormer (sail-sg's PoolFormer v1, whose
     weights timm's v1 tags carry, applies it before: timm's outputs differ from sail-sg's, and timm's are matched)."""
-    overrides = {"num_labels": config_dict.get("num_classes", 1000), "head_norm_position": "after_pool"}
+    overrides = {"num_labels": config_dict.get("num_classes", 1000), **TIMM_HEAD}
     crop_pct = (config_dict.get("pretrained_cfg") or {}).get("crop_pct")
     if crop_pct:
         overrides["crop_pct"] = crop_pct

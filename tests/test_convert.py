@@ -252,6 +252,7 @@ _PAUSING_CONVERSIONS = """
 import os, shutil, sys, time
 import transformers.modeling_utils as modeling_utils
 import poolformer_hf.conversion.to_folder as convert
+import poolformer_hf.hub.output_folders as output_folders
 from poolformer_hf.image_processing_poolformer import PoolFormerImageProcessor
 
 checkpoint, parent = sys.argv[1:3]
@@ -282,7 +283,7 @@ for point in sys.argv[3:]:
         elif point == "weights-written":
             PoolFormerImageProcessor.save_pretrained = pausing(PoolFormerImageProcessor.save_pretrained, point)
         elif point == "before-swap":
-            convert.publish = pausing(convert.publish, point)
+            output_folders.publish = pausing(output_folders.publish, point)
         elif point == "old-half-removed":
             shutil.rmtree = half_removed_then_pause
         try:

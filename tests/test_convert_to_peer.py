@@ -14,7 +14,8 @@ from safetensors.torch import load_file, save_file
 
 from conftest import ROOT, max_abs_diff, randomize_
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification, PoolFormerModel
-from poolformer_hf.conversion.to_peer import TIMM_V1_HEAD, convert_to_peer
+from poolformer_hf.configuration_poolformer import TIMM_HEAD
+from poolformer_hf.conversion.to_peer import convert_to_peer
 from poolformer_hf.hub.output_folders import MARKER_NAME
 
 PIXELS = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -42,7 +43,7 @@ def no_staging_left(parent) -> bool:
 
 # ------------------------------------------------------------------------------------------------------------ timm
 @pytest.mark.parametrize("name, overrides", [
-    ("poolformer_s12", TIMM_V1_HEAD),  # a v1 model with timm's head: see the next test for the paper's
+    ("poolformer_s12", TIMM_HEAD),  # a v1 model with timm's head: see the next test for the paper's
     ("poolformerv2_s12", {}),
     ("convformer_s18", {}),
     ("caformer_s18", {}),  # its attention stages' MLPs: our 1×1 convs, timm's linear layers

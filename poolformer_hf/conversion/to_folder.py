@@ -13,14 +13,13 @@ with a logged warning that counts them by part: what a user converting it wants 
 
 import logging
 import os
-import shutil
 
 import torch
 
-from ..configuration_poolformer import PoolFormerConfig
+from ..configuration_poolformer import TIMM_HEAD, PoolFormerConfig
 from .checkpoint_files import check_floating, load_state_dict_file
 from .formats import detect_format, rename_keys, split_backbone
-from ..hub.output_folders import check_output_folder, new_staging_folder, publish, remove_stale_staging, write_marker
+from ..hub.output_folders import check_output_folder, write_staged
 from ..presets import PRESET_NAMES
 
 logger = logging.getLogger(__name__)
@@ -81,8 +80,8 @@ def build_converted_model(checkpoint: str, variant: str, max_bytes: int | None =
 
         id2label = imagenet_id2label()
         overrides.update(id2label=id2label, label2id={name: index for index, name in id2label.items()})
-    if source_format == "timm":  # timm applies every MetaFormer's head norm after pooling (see `timm_overrides`)
-        overrides["head_norm_position"] = "after_pool"
+    if source_format == "timm":
+        overrides.update(TIMM_HEAD)
     normalized = _output_norm_stages(renamed, PoolFormerConfig.from_preset(variant).stage_names)
     if normalized:
         overrides.update(out_features=normalized, backbone_norm=True)
@@ -116,26 +115,10 @@ def convert_checkpoint(
         raise ValueError(f"No checkpoint file at {checkpoint}")
     model, source_format = build_converted_model(checkpoint, variant, max_bytes=max_bytes)
 
-    try:
-        remove_stale_staging(os.path.dirname(output_dir))
-        staging = new_staging_folder(output_dir)
-    except OSError as error:
-        raise _write_error(error, output_dir) from error
-    try:
+    def fill(staging: str) -> None:
         model.save_pretrained(staging)
         PoolFormerImageProcessor(crop_pct=model.config.crop_pct).save_pretrained(staging)
-        write_marker(staging, checkpoint=os.path.basename(checkpoint), variant=variant, source_format=source_format)
-        publish(staging, output_dir)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise _write_error(error, output_dir) from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+
+    write_staged(output_dir, fill, checkpoint=os.path.basename(checkpoint), variant=variant,
+                 source_format=source_format)
     return source_format
-
-
-def _write_error(error: OSError, output_dir: str) -> OSError:
-    reason = error.strerror or str(error)
-    where = f" ({error.filename})" if error.filename else ""
-    return OSError(error.errno, f"could not write {output_dir}: {reason}{where}; any earlier output there is unchanged")

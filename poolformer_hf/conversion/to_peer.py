@@ -11,7 +11,7 @@ shape of the same size (the `nn.Linear` MLPs of timm's CAFormer attention stages
   the model must be one of its families (poolformer_*, poolformerv2_*, convformer_*, caformer_*) as our preset of that
   name has it; only the class count and the input channels may differ. timm's poolformer_* (v1) normalize after
   global pooling, our v1 presets (as the paper and transformers) before it: such a model is refused unless
-  `accept_timm_v1_head` takes timm's head (the weights go over, the logits change; `TIMM_V1_HEAD`).
+  `accept_timm_v1_head` takes timm's head (the weights go over, the logits change; `TIMM_HEAD`).
 - transformers: `config.json` (model_type `poolformer`), `model.safetensors` and `preprocessor_config.json`, for
   `transformers.PoolFormerForImageClassification.from_pretrained(folder)`. Its PoolFormer is the v1 model only; a
   config it cannot hold is refused, naming each field and the value transformers would need.
@@ -22,16 +22,15 @@ refusal or a failure leaves nothing half-written, and `overwrite` replaces only 
 
 import dataclasses
 import os
-import shutil
 
 import torch
 from transformers import PreTrainedConfig
 
-from ..configuration_poolformer import PER_STAGE_FIELDS, PoolFormerConfig
-from ..hub.output_folders import check_output_folder, new_staging_folder, publish, remove_stale_staging, write_marker
+from ..configuration_poolformer import PER_STAGE_FIELDS, TIMM_HEAD, PoolFormerConfig
+from ..hub.output_folders import check_output_folder, write_staged
 from ..presets import PRESET_NAMES
 from .formats import rename_keys
-from .to_folder import _write_error, build_converted_model
+from .to_folder import build_converted_model
 
 PEERS = ("timm", "transformers")
 
@@ -61,8 +60,8 @@ _TRANSFORMERS_ACTIVATIONS = ("gelu", "relu", "silu")
 _V1_PRESETS = [name for name in PRESET_NAMES if name.startswith("poolformer_")]
 # timm's poolformer_* normalize the pooled vector (timm's MetaFormer head: global pool, then a channel LayerNorm),
 # where the paper, transformers and our v1 presets normalize the last feature map before pooling; a timm checkpoint or
-# folder converts to this head. (timm's eps is 1e-6, ours `norm_eps`, 1e-5 for v1: a few 1e-6 in the logits.)
-TIMM_V1_HEAD = {"head_norm_position": "after_pool"}
+# folder converts to this head (`TIMM_HEAD`). (timm's eps is 1e-6, ours `norm_eps`, 1e-5 for v1: a few 1e-6 in the
+# logits.)
 
 
 # ---------------------------------------------------------------------------------------------------- architecture
@@ -106,7 +105,7 @@ def _import_timm():
 
 def timm_config(name: str) -> PoolFormerConfig:
     """Our config of what timm's model `name` computes: the preset of that name, with timm's head for v1."""
-    return PoolFormerConfig.from_preset(name, **(TIMM_V1_HEAD if name in _V1_PRESETS else {}))
+    return PoolFormerConfig.from_preset(name, **(TIMM_HEAD if name in _V1_PRESETS else {}))
 
 
 def timm_name(config: PoolFormerConfig, variant: str | None = None, accept_timm_v1_head: bool = False) -> str:
@@ -343,26 +342,3 @@ def convert_to_peer(source: str, target: str, output_dir: str, variant: str | No
     write_staged(output_dir, lambda staging: save_peer(peer, target, staging, model.config, processor),
                  source=os.path.basename(os.path.normpath(source)), target=target, architecture=name)
     return name
-
-
-def write_staged(output_dir: str, fill, **facts) -> None:
-    """Have `fill(staging)` write the folder in a staging sibling, mark it with `facts` and swap it into place.
-
-    (The steps `to_folder.convert_checkpoint` takes inline; this belongs in `hub.output_folders` for both to use.)
-    A failure removes the staging folder; an OSError comes back naming the output, which stays as it was.
-    """
-    try:
-        remove_stale_staging(os.path.dirname(output_dir))
-        staging = new_staging_folder(output_dir)
-    except OSError as error:
-        raise _write_error(error, output_dir) from error
-    try:
-        fill(staging)
-        write_marker(staging, **facts)
-        publish(staging, output_dir)
-    except OSError as error:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise _write_error(error, output_dir) from error
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise

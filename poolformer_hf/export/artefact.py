@@ -3,18 +3,11 @@ against eager on real photos, and only then write the folder (atomically) with t
 
 import json
 import os
-import shutil
 from pathlib import Path
 
 import torch
 
-from ..hub.output_folders import (
-    check_output_folder,
-    new_staging_folder,
-    publish,
-    remove_stale_staging,
-    write_marker,
-)
+from ..hub.output_folders import check_output_folder, write_staged
 from ..inference.folding import FoldedPoolFormer, fuse_for_inference, set_normalization_form
 from .photos import photo_pixels
 from .program import pixel_dynamic_shapes
@@ -108,15 +101,7 @@ def write_atomically(output_dir, write, overwrite: bool = False, source: str | N
     no folder, an existing output is replaced (with `overwrite`) only by a complete one, and only if an earlier export
     or conversion wrote it (its marker file lists what is in it). Staging folders of killed runs are cleaned first."""
     output_dir = check_export_output(output_dir, overwrite, source)
-    remove_stale_staging(os.path.dirname(output_dir))
-    staging = new_staging_folder(output_dir)
-    try:
-        write(Path(staging))
-        write_marker(staging, step="export", **facts)
-        publish(staging, output_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    write_staged(output_dir, lambda staging: write(Path(staging)), step="export", **facts)
 
 
 def export_model(model, output_dir, format: str = "onnx", processor=None, dtype: torch.dtype = torch.float32,

@@ -140,6 +140,35 @@ def _is_zombie(pid: int) -> bool:
         return False
 
 
+def write_staged(output_dir: str, fill, **facts) -> None:
+    """Have `fill(staging)` write the folder in a hidden staging sibling, mark it with `facts` (`write_marker`) and
+    swap it into `output_dir` (`publish`); staging folders of killed runs beside it are cleaned first.
+
+    A failure removes the staging folder and leaves `output_dir` as it was; an OSError (a full or read-only disk)
+    comes back as one naming the output."""
+    try:
+        remove_stale_staging(os.path.dirname(output_dir))
+        staging = new_staging_folder(output_dir)
+    except OSError as error:
+        raise _write_error(error, output_dir) from error
+    try:
+        fill(staging)
+        write_marker(staging, **facts)
+        publish(staging, output_dir)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise _write_error(error, output_dir) from error
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def _write_error(error: OSError, output_dir: str) -> OSError:
+    reason = error.strerror or str(error)
+    where = f" ({error.filename})" if error.filename else ""
+    return OSError(error.errno, f"could not write {output_dir}: {reason}{where}; any earlier output there is unchanged")
+
+
 def new_staging_folder(output_dir: str) -> str:
     parent = os.path.dirname(output_dir)
     os.makedirs(parent, exist_ok=True)
