@@ -7,6 +7,7 @@ This is mmsegmentation's `FPN` + `FPNHead` as the PoolFormer paper configures th
 channels, dropout 0.1). The file travels with `trust_remote_code` (relative imports only).
 """
 
+import copy
 import math
 
 import torch
@@ -40,14 +41,20 @@ def feature_strides(config: PoolFormerConfig) -> list[int]:
     return [stage_strides[stage] for stage in config.out_features]
 
 
+def with_every_stage(config: PoolFormerConfig) -> PoolFormerConfig:
+    """`config`, or a copy of it that reads every stage: Semantic FPN needs stage1…stage4 whatever the backbone's
+    default `out_features` (a classifier's config, `from_preset`, `AutoModelForSemanticSegmentation.from_config`),
+    so the model sets them itself; the caller's config is left as it was."""
+    wanted = config.stage_names[1:]
+    if list(config.out_features) == wanted:
+        return config
+    config = copy.deepcopy(config)
+    config.out_features = wanted
+    return config
+
+
 def check_segmentation_config(config: PoolFormerConfig) -> None:
     """Raise a ValueError naming the field when the config cannot build a Semantic FPN."""
-    wanted = config.stage_names[1:]
-    if list(config.out_features) != wanted:
-        raise ValueError(
-            f"Semantic FPN reads the outputs of every stage: config.out_features must be {wanted}, got "
-            f"{config.out_features}; pass out_features={wanted} to the config or to from_pretrained"
-        )
     if config.num_labels < 1:
         raise ValueError(f"num_labels must be at least 1 for segmentation, got {config.num_labels}")
     for name in ("fpn_hidden_size", "decode_head_hidden_size"):
@@ -147,13 +154,14 @@ def semantic_segmentation_loss(logits: torch.Tensor, labels: torch.Tensor, ignor
 class PoolFormerForSemanticSegmentation(PoolFormerPreTrainedModel):
     """Semantic FPN (Kirillov et al. 2019) on a PoolFormer / MetaFormer backbone, as in the PoolFormer paper.
 
-    Needs `config.out_features` = ["stage1", "stage2", "stage3", "stage4"]. Returns `logits` of shape
-    (batch, num_labels, H/4, W/4); with `labels` (batch, H, W) also the cross-entropy `loss` of the logits upsampled
-    to the labels' size, pixels labelled `config.semantic_loss_ignore_index` (255) left out. The image processor's
-    `post_process_semantic_segmentation` turns logits into label maps at any size.
+    Reads every stage (stage1…stage4): its config's `out_features` are set to them, whatever they were. Returns
+    `logits` of shape (batch, num_labels, H/4, W/4); with `labels` (batch, H, W) also the cross-entropy `loss` of the
+    logits upsampled to the labels' size, pixels labelled `config.semantic_loss_ignore_index` (255) left out. The
+    image processor's `post_process_semantic_segmentation` turns logits into label maps at any size.
     """
 
     def __init__(self, config: PoolFormerConfig):
+        config = with_every_stage(config)
         check_segmentation_config(config)
         super().__init__(config)
         self.backbone = PoolFormerBackbone(config)

@@ -106,9 +106,12 @@ def test_bad_labels_are_named(labels, message):
         model(images(), labels=labels)
 
 
-def test_config_without_the_four_stages_is_refused_with_the_fix():
-    with pytest.raises(ValueError, match="out_features must be \\['stage1', 'stage2', 'stage3', 'stage4'\\]"):
-        PoolFormerForSemanticSegmentation(tiny_config(num_labels=3))
+def test_a_config_reading_fewer_stages_still_builds_the_four_stage_fpn_and_is_left_unchanged():
+    config = tiny_config(num_labels=3, out_features=["stage4"])
+    model = PoolFormerForSemanticSegmentation(config)
+    assert model.config.out_features == STAGES and model.backbone.out_features == STAGES
+    assert config.out_features == ["stage4"]
+    assert model(images(1)).logits.shape == (1, 3, 16, 16)
 
 
 def test_head_settings_are_saved_and_change_the_head(tmp_path):
@@ -154,3 +157,13 @@ def test_remote_code_loads_model_and_processor_without_the_package(tmp_path):
     )
     assert out.startswith("transformers_modules") and out.rstrip().endswith("PoolFormerSegmentationImageProcessor (64, 64)")
     assert max_abs_diff(torch.load(tmp_path / "logits.pt", weights_only=True), expected) < 1e-5  # plain model there
+
+
+def test_auto_model_from_a_preset_config_builds_the_semantic_fpn():
+    # from_preset's default out_features are the last stage only; the model reads the four stages it needs.
+    config = PoolFormerConfig.from_preset("poolformer_s12", num_labels=150)
+    with torch.device("meta"):
+        model = AutoModelForSemanticSegmentation.from_config(config)
+    assert type(model) is PoolFormerForSemanticSegmentation
+    assert model.config.out_features == STAGES and len(model.neck.lateral_convs) == 4
+    assert model.num_parameters() / 1e6 == pytest.approx(PAPER_PARAMETERS["poolformer_s12"], rel=0.02)

@@ -1,2 +1,3 @@
-"""Object detection on a PoolFormer backbone with transformers' detectors (RT-DETR, DETR, Conditional DETR), for
-scripts/train_detection.py: COCO-format data or the generated shapes, the models, mAP, the run."""
+"""Object detection on a PoolFormer backbone, for scripts/train_detection.py: transformers' detectors (RT-DETR,
+DETR, Conditional DETR) and torchvision's RetinaNet and Mask R-CNN with the paper's necks; COCO-format data or the
+generated shapes, the models, COCO mAP, the run."""
