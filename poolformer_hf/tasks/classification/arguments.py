@@ -22,7 +22,7 @@ scikit-learn wheel, nothing downloaded) at 32 px for 10 epochs, evaluates top-1/
 a Hub-ready folder to --output_dir (default {DEFAULT_OUTPUT_DIR}), reloads it and classifies 10 held-out digits.
 Give --train_dir (image folders) or --dataset_name (a Hub dataset) for your own data, --model_name_or_path or
 --preset for another model. Several processes: torchrun --nproc_per_node N, or accelerate launch --multi_gpu
---num_processes N (both also on a CPU-only machine)."""
+--num_processes N (both also on a CPU-only machine). FSDP: --fsdp 'full_shard auto_wrap'."""
 
 # Defaults of this script for TrainingArguments fields (the command line still overrides each one). They make the
 # bare command train and evaluate the built-in digits dataset in a few minutes on two CPU cores, with the paper's
@@ -193,6 +193,10 @@ COMMON_TRAINING_OPTIONS = {
     "bf16": "Train in bfloat16 mixed precision.",
     "gradient_checkpointing": "Recompute activations in backward: less memory, more time.",
     "use_cpu": "Train on the CPU even if an accelerator is there (set by itself when several processes have none).",
+    "fsdp": "Shard model, gradients and optimizer over the processes (FSDP2), e.g. 'full_shard auto_wrap' "
+            "(docs/training.md, Scaling out).",
+    "fsdp_config": "JSON file of FSDP options (transformers' keys, e.g. state_dict_type).",
+    "ddp_timeout": "Seconds to wait for every process to join the process group.",
     "dataloader_num_workers": "Worker processes decoding images.",
     "disable_tqdm": "No progress bar (logs are printed instead).",
     "report_to": "Experiment trackers to report to (default none).",

@@ -15,6 +15,7 @@ from ..metrics import compute_metrics_fn
 from .arguments import parse_arguments
 from .data import build_data
 from .demo import classify_split, format_predictions
+from .launch import check_world_size, form_cpu_process_group, rendezvous_named
 from .lora import check_lora_arguments, load_adapter_folder, save_adapter_folder, wrap_with_lora
 from .mixup import BatchMixer
 from .model import build_image_processor, build_model
@@ -61,6 +62,7 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     if overwrite and training_args.resume_from_checkpoint:
         raise ValueError("--overwrite_output_dir would delete the checkpoints --resume_from_checkpoint resumes: give one")
     # Every check runs here, before a model is built or anything is written.
+    check_world_size(training_args)
     check_lora_arguments(model_args, training_args)
     if training_args.do_train:
         check_output_dir(output_dir, overwrite=overwrite, resume=bool(training_args.resume_from_checkpoint))
@@ -153,6 +155,7 @@ def _train_and_evaluate(trainer, training_args, checkpoint: str | None, save_mod
                 checkpoint,
             )
         if save_model:  # a LoRA run saves its adapter folder instead (lora.py)
+            _gather_sharded_state_dict(trainer)
             trainer.save_model()
         trainer.log_metrics("train", train_metrics)
         trainer.save_metrics("train", train_metrics)
@@ -164,6 +167,15 @@ def _train_and_evaluate(trainer, training_args, checkpoint: str | None, save_mod
         trainer.save_metrics("eval", eval_metrics)
         metrics.update(eval_metrics)
     return metrics
+
+
+def _gather_sharded_state_dict(trainer) -> None:
+    """Under FSDP with SHARDED_STATE_DICT checkpoints (one file per process, for resuming), the final folder still
+    gets one model.safetensors that from_pretrained loads: Trainer.save_model writes nothing for a sharded state
+    dict, so the full one is gathered for it (transformers' FSDP guide does the same)."""
+    plugin = getattr(trainer.accelerator.state, "fsdp_plugin", None)
+    if trainer.is_fsdp_enabled and plugin is not None and "SHARDED_STATE_DICT" in str(plugin.state_dict_type):
+        plugin.set_state_dict_type("FULL_STATE_DICT")
 
 
 @contextlib.contextmanager
@@ -220,8 +232,12 @@ def _demo(output_dir: str, load_model, data, limit: int) -> dict:
 
 def main(argv: list[str] | None = None) -> dict:
     """scripts/train.py: a refused argument, data set or output folder ends the run with one `error:` line."""
+    argv = sys.argv[1:] if argv is None else argv
     try:
-        return run(*parse_arguments(argv))
+        with rendezvous_named():
+            form_cpu_process_group(argv)
+            arguments = parse_arguments(argv)
+        return run(*arguments)
     except ValueError as error:
         print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         sys.exit(2)

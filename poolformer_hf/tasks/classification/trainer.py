@@ -10,6 +10,7 @@ from transformers.trainer_pt_utils import metrics_format
 from ...hub.complexity import measure
 from ..common import DatasetEpoch, EpochSeededDataset, open_image
 
+from .launch import FsdpRunCallback, shard_on_cpu, unsharded_class
 from .mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
 from .splits import ImageSplit
 
@@ -88,8 +89,21 @@ class ImageClassificationTrainer(Trainer):
         self._forward_macs: dict[tuple[int, int], int] = {}
         if isinstance(self.train_dataset, EpochSeededDataset):
             self.add_callback(DatasetEpoch(self.train_dataset))
+        if self.is_fsdp_enabled:
+            self.add_callback(FsdpRunCallback())
         self.label_smoothing = label_smoothing
         self.batch_mixer = batch_mixer
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        # FSDP asked for on a CPU process group, which accelerate would train unsharded (DDP): tell it FSDP, then
+        # let Trainer's own FSDP set-up and checks run again, now seeing it.
+        if shard_on_cpu(self.accelerator, self.args):
+            super().create_accelerator_and_postprocess()
+
+    def _save(self, output_dir=None, state_dict=None):
+        with unsharded_class(self.model):  # under FSDP2: the folder's code and auto_map are the model's, not FSDP's
+            super()._save(output_dir, state_dict)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         inputs = dict(inputs)
