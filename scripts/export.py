@@ -9,7 +9,7 @@
 The model is folded (norm affines and LayerScales into the convs), exported with a dynamic batch and image size and
 checked against eager on real photos through the model's processor before anything is written; the folder holds the
 program, the configs, the processor config and export_report.json, and appears whole or not at all.
-Exit status: 0 written; 2 refused before anything ran (a bad argument, a model folder that does not load, an
+Exit status: 0 written; 2 refused before anything ran (a bad argument, a format that cannot run --dtype bfloat16, a model folder that does not load, an
 --output it may not replace: --overwrite replaces only a folder an earlier export or conversion wrote, never the
 source model or a folder above it); 1 the export or its parity check failed. Nothing is written unless 0.
 """
@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 from poolformer_hf import PRESET_NAMES  # noqa: E402
 from poolformer_hf.export import FORMATS, export_model  # noqa: E402
-from poolformer_hf.export.artefact import check_export_output  # noqa: E402
+from poolformer_hf.export.artefact import check_export_output, check_format_dtype  # noqa: E402
 from poolformer_hf.export.loading import HEADS, load_for_export  # noqa: E402
 
 
@@ -48,6 +48,8 @@ def main(argv=None) -> int:
     if args.photos < 2:  # the program's batch axis is dynamic: torch.export needs an example batch of at least 2
         parser.error(f"--photos must be at least 2; got {args.photos}")
     try:
+        if not args.int8:
+            check_format_dtype(args.format, getattr(torch, args.dtype))
         check_export_output(args.output, args.overwrite, args.model if args.model and os.path.isdir(args.model) else None)
         model, processor = load_for_export(args.model, args.preset, args.head)
     except (ValueError, OSError, ImportError) as error:

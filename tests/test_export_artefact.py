@@ -46,7 +46,11 @@ def test_onnx_folder_runs_on_onnx_runtime_at_other_shapes(tmp_path, model):
     x = pixels(batch=5, size=96, seed=3)
     (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert (torch.from_numpy(logits) - eager_logits(model, x)).abs().max().item() < 1e-4
-    assert report["dynamic_axes"] == [0, 2, 3]
+    assert report["dynamic_axes"] == [0, 2, 3] and report["input_dtype"] == "float32"
+    smallest = report["accepted_shapes"]["height"]["min"]  # the smallest size the report states runs
+    x = pixels(batch=1, size=smallest, seed=4)
+    (logits,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert (torch.from_numpy(logits) - eager_logits(model, x)).abs().max().item() < 1e-4
     # Every norm is one LayerNormalization node, the op ONNX Runtime runs fused (README, Deployment).
     ops = op_counts_onnx(tmp_path / "onnx" / "model.onnx")
     assert ops["LayerNormalization"] == norm_layers(model) and "InstanceNormalization" not in ops
@@ -142,6 +146,7 @@ def test_a_failing_write_leaves_no_folder_and_overwrite_replaces_a_whole_one(tmp
 @pytest.mark.parametrize("kwargs, message", [
     ({"format": "tflite"}, "format must be one of onnx, openvino, executorch, pt2"),
     ({"dtype": torch.float16}, "dtype must be torch.float32 or torch.bfloat16"),
+    ({"format": "onnx", "dtype": torch.bfloat16}, "onnx cannot be exported in bfloat16: ONNX Runtime"),
 ])
 def test_bad_arguments_are_refused_before_any_work(tmp_path, model, kwargs, message):
     with pytest.raises(ValueError, match=message):

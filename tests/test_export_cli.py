@@ -4,6 +4,7 @@ before anything is read or written, and nothing the tool did not write is ever d
 import importlib.util
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
@@ -90,3 +91,30 @@ def test_an_export_is_written_whole_and_may_replace_only_its_own_earlier_output(
     assert "files that no conversion or export wrote (my_notes.txt)" in capsys.readouterr().err
     assert (workspace / "exported" / "my_notes.txt").read_text() == "added by the user"
     assert [name for name in os.listdir(workspace) if name.startswith(".")] == []
+
+
+def test_bfloat16_is_refused_in_one_line_for_formats_that_cannot_run_it(workspace, capsys):
+    for format in ("onnx", "executorch"):
+        assert export_cli.main(["model", "--format", format, "--dtype", "bfloat16", "--output", "out"]) == 2
+        error = capsys.readouterr().err.strip()
+        assert len(error.splitlines()) == 1 and f"{format} cannot be exported in bfloat16" in error, error
+        assert "bfloat16 as openvino, pt2" in error
+    assert not (workspace / "out").exists()
+
+
+def test_a_bfloat16_pt2_folder_states_its_input_dtype_and_shapes_and_its_loader_checks_them(workspace):
+    import torch
+
+    from poolformer_hf.export.loading import load_export
+
+    assert export_cli.main(["model", "--format", "pt2", "--dtype", "bfloat16", "--photos", "2", "--output", "bf16"]) == 0
+    report = json.loads((workspace / "bf16" / "export_report.json").read_text())
+    assert report["dtype"] == report["input_dtype"] == "bfloat16"
+    assert report["accepted_shapes"] == {"batch": {"min": 1, "max": None}, "channels": 3,
+                                         "height": {"min": 35, "max": None}, "width": {"min": 35, "max": None}}
+    program = load_export(workspace / "bf16", trust_remote_code=True)
+    logits = program(pixel_values=torch.randn(1, 3, 35, 36)).logits  # float32 pixels, cast as the report says
+    assert logits.dtype == torch.bfloat16 and logits.shape == (1, 3)
+    for shape in [(1, 3, 33, 47), (1, 3, 7, 7), (1, 3, 35, 34), (2, 1, 64, 64)]:
+        with pytest.raises(ValueError, match=rf"shape {re.escape(str(shape))} is outside .* height 35\.\.∞, width 35"):
+            program(pixel_values=torch.randn(shape))

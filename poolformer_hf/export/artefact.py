@@ -10,7 +10,7 @@ import torch
 from ..hub.output_folders import check_output_folder, write_staged
 from ..inference.folding import FoldedPoolFormer, fuse_for_inference, set_normalization_form
 from .photos import photo_pixels
-from .program import pixel_dynamic_shapes
+from .program import accepted_pixel_shapes, pixel_dynamic_shapes
 
 FORMATS = ("onnx", "openvino", "executorch", "pt2")
 _EXPORTERS = {  # format: (exporter, its config, the packages its runtime needs)
@@ -23,6 +23,12 @@ _PRECISIONS = {torch.float32: "f32", torch.bfloat16: "bf16"}
 # The form of the one-group norms each format's runtime fuses best (inference.NORMALIZATION_FORMS; README figures).
 NORMALIZATION_FORM = {"openvino": "moments"}
 REPORT_NAME = "export_report.json"
+# Formats whose runtime cannot run a bfloat16 program, and why (measured on a tiny model; see docs/deployment.md).
+NO_BFLOAT16 = {"onnx": "ONNX Runtime's CPU kernels take no bfloat16 (AveragePool refuses the graph)",
+               "executorch": "ExecuTorch's CPU kernels fail to run the bfloat16 program (execute error 0x12)"}
+# Formats whose program takes float32 pixels whatever its precision: OpenVINO's IR keeps f32 parameters (bf16 is its
+# runtime's INFERENCE_PRECISION_HINT); the others take pixels in the export's dtype.
+FLOAT32_INPUT = ("openvino",)
 
 
 class ExportParityError(ValueError):
@@ -33,6 +39,23 @@ def missing_packages(format: str) -> list[str]:
     import importlib.util
 
     return [name for name in _EXPORTERS[format][2] if importlib.util.find_spec(name) is None]
+
+
+def check_format_dtype(format: str, dtype: torch.dtype) -> None:
+    """ValueError, before any work, for a format or dtype `export_model` cannot write."""
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
+    if dtype not in _PRECISIONS:
+        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16; got {dtype}")
+    if dtype == torch.bfloat16 and format in NO_BFLOAT16:
+        able = [name for name in FORMATS if name not in NO_BFLOAT16]
+        raise ValueError(f"{format} cannot be exported in bfloat16: {NO_BFLOAT16[format]}; export {format} in "
+                         f"float32, or bfloat16 as {', '.join(able)}")
+
+
+def input_dtype(format: str, dtype: torch.dtype) -> torch.dtype:
+    """The dtype the `format` program exported in `dtype` takes its pixel_values in (export_report.json's)."""
+    return torch.float32 if format in FLOAT32_INPUT else dtype
 
 
 def build_export(format: str, module: torch.nn.Module, example: torch.Tensor, dynamic_size: bool | None):
@@ -62,11 +85,13 @@ def _tensors(output) -> dict[str, torch.Tensor]:
     return flat
 
 
-def output_differences(exported, model: torch.nn.Module, pixels: torch.Tensor) -> dict[str, float]:
-    """max|Δ| of every output of `exported` against the eager model on `pixels`."""
+def output_differences(exported, model: torch.nn.Module, pixels: torch.Tensor,
+                       input_dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """max|Δ| of every output of `exported` (fed `pixels` cast to `input_dtype`, the dtype it was traced with)
+    against the eager model on `pixels`."""
     with torch.no_grad():
         expected = _tensors(model(pixel_values=pixels))
-    actual = _tensors(exported(pixel_values=pixels))
+    actual = _tensors(exported(pixel_values=pixels.to(input_dtype)))
     return {key: (value.float() - expected[key].float()).abs().max().item() for key, value in actual.items()}
 
 
@@ -118,10 +143,7 @@ def export_model(model, output_dir, format: str = "onnx", processor=None, dtype:
     """
     from ..image_processing_poolformer import PoolFormerImageProcessor
 
-    if format not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {format!r}")
-    if dtype not in _PRECISIONS:
-        raise ValueError(f"dtype must be torch.float32 or torch.bfloat16; got {dtype}")
+    check_format_dtype(format, dtype)
     missing = missing_packages(format)
     if missing:
         raise ImportError(f"Exporting to {format} needs {', '.join(missing)}: pip install 'poolformer_hf[export]'")
@@ -137,7 +159,7 @@ def export_model(model, output_dir, format: str = "onnx", processor=None, dtype:
         module.memory_format = torch.contiguous_format
     exported = build_export(format, module, pixels[:2].to(dtype), dynamic_size)
     exported.to(**runner_options(format, dtype))
-    differences = output_differences(exported, model, pixels)
+    differences = output_differences(exported, model, pixels, input_dtype(format, dtype))
     limit = tolerance if tolerance is not None else _tolerance(model, pixels, dtype)
     worst = max(differences.values())
     if not worst <= limit:  # NaN fails too
@@ -147,7 +169,9 @@ def export_model(model, output_dir, format: str = "onnx", processor=None, dtype:
         )
     report = {"format": format, "dtype": str(dtype).removeprefix("torch."), "photos": len(pixels),
               "pixel_shape": list(pixels.shape), "max_abs_diff": differences, "tolerance": limit,
-              "dynamic_axes": sorted(pixel_dynamic_shapes(model.config, dynamic_size))}
+              "dynamic_axes": sorted(pixel_dynamic_shapes(model.config, dynamic_size)),
+              "input_dtype": str(input_dtype(format, dtype)).removeprefix("torch."),
+              "accepted_shapes": accepted_pixel_shapes(model.config, dynamic_size)}
 
     def write(folder: Path) -> None:
         exported.save_pretrained(folder)

@@ -14,6 +14,7 @@ import torch
 from ..inference.folding import fuse_for_inference
 from .artefact import REPORT_NAME, ExportParityError, build_export, check_export_output, source_folder, write_atomically
 from .photos import photo_pixels
+from .program import accepted_pixel_shapes
 
 WEIGHTED_OPS = ("Convolution", "GroupConvolution", "MatMul")
 
@@ -114,7 +115,8 @@ def export_int8(model, output_dir, processor=None, calibration_photos: int = 32,
     quantized = quantize_int8(model.eval(), pixels=pixels[:calibration_photos])
     drift = int8_drift(model, compile_openvino(quantized), pixels[calibration_photos:])
     report = {"format": "openvino", "dtype": "int8", "calibration_photos": calibration_photos, **drift,
-              **layer_counts(quantized)}
+              **layer_counts(quantized), "input_dtype": "float32",
+              "accepted_shapes": accepted_pixel_shapes(model.config, None)}
     if not drift["top1_agreement"] >= min_agreement:
         raise ExportParityError(f"int8 top-1 agrees with float32 on {drift['top1_agreement']:.1%} of "
                                 f"{drift['images']} photos (< {min_agreement:.0%}); nothing was written ({report})")

@@ -1,5 +1,6 @@
 """What `scripts/export.py` exports: a saved poolformer_hf folder (or a preset with random weights, to try a
-runtime), as the head asked for, with the folder's own processor when it has one."""
+runtime), as the head asked for, with the folder's own processor when it has one; and an exported folder loaded
+back to run, its inputs checked against what its export_report.json states."""
 
 from pathlib import Path
 
@@ -29,3 +30,35 @@ def load_for_export(source: str | None = None, preset: str | None = None, head: 
     model = model_class.from_pretrained(source).eval()
     has_processor = Path(source, "preprocessor_config.json").is_file() if Path(source).is_dir() else False
     return model, PoolFormerImageProcessor.from_pretrained(source) if has_processor else None
+
+
+class CheckedExport:
+    """An exported folder (`export_model`'s), run as transformers' `ExportedModel` but with its pixel_values checked
+    first against the shapes export_report.json states (a ValueError naming both, not a failed guard deep inside) and
+    cast to the dtype it states (a bfloat16 `.pt2` takes bfloat16 pixels; processors give float32)."""
+
+    def __init__(self, exported, report: dict):
+        self.exported, self.report = exported, report
+
+    def __call__(self, pixel_values, **kwargs):
+        import torch
+
+        from .program import check_pixel_shape
+
+        check_pixel_shape(pixel_values.shape, self.report["accepted_shapes"])
+        return self.exported(pixel_values=pixel_values.to(getattr(torch, self.report["input_dtype"])), **kwargs)
+
+
+def load_export(folder, **kwargs) -> CheckedExport:
+    """`ExportedModel.from_pretrained(folder, **kwargs)` (a `.pt2` needs `trust_remote_code=True`: it unpickles),
+    checked before each run (`CheckedExport`)."""
+    import json
+
+    from transformers.exporters import ExportedModel
+
+    from .artefact import REPORT_NAME
+
+    report = json.loads(Path(folder, REPORT_NAME).read_text(encoding="utf-8"))
+    if "accepted_shapes" not in report:
+        raise ValueError(f"{folder}/{REPORT_NAME} states no accepted_shapes: it was written before they were recorded; export it again")
+    return CheckedExport(ExportedModel.from_pretrained(folder, **kwargs), report)

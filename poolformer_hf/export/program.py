@@ -40,3 +40,37 @@ def export_program(model: nn.Module, example: torch.Tensor, dynamic_size: bool |
         raise ValueError("example must be a (batch, channels, height, width) tensor of pixel values")
     shapes = {"pixel_values": pixel_dynamic_shapes(model.config, dynamic_size)}
     return torch.export.export(model, (), {"pixel_values": example}, dynamic_shapes=shapes)
+
+
+def smallest_dynamic_size(config) -> int:
+    """The smallest height (or width) a program with dynamic image size takes: the one whose last stage map is 2
+    pixels across. torch.export treats a size of 1 as special, so the program it traced (at a larger example) guards
+    every stage map at 2 or more."""
+    size = 1
+    while min(config.stage_resolutions(size, size)[-1]) < 2:
+        size += 1
+    return size
+
+
+def accepted_pixel_shapes(config, dynamic_size: bool | None = None) -> dict[str, object]:
+    """The `pixel_values` shapes a program exported with `pixel_dynamic_shapes(config, dynamic_size)` runs on, as
+    JSON: `{axis: {"min": ..., "max": ...}}` (`max` None: unbounded) and the channel count. The dynamic axes imply no
+    divisibility (the convs floor-divide)."""
+    dynamic = pixel_dynamic_shapes(config, dynamic_size)
+    image = {"min": smallest_dynamic_size(config), "max": None} if 2 in dynamic else \
+        {"min": config.image_size, "max": config.image_size}
+    return {"batch": {"min": 1, "max": None}, "channels": config.num_channels, "height": image, "width": dict(image)}
+
+
+def check_pixel_shape(shape, accepted: dict[str, object]) -> None:
+    """ValueError naming `shape` and the accepted range when a program with `accepted` shapes (`accepted_pixel_shapes`)
+    would refuse it (deep inside, as a failed torch.export guard)."""
+    shape = tuple(shape)
+    ranges = {axis: accepted[axis] for axis in ("batch", "height", "width")}
+    fits = len(shape) == 4 and shape[1] == accepted["channels"] and all(
+        bounds["min"] <= size and (bounds["max"] is None or size <= bounds["max"])
+        for size, bounds in zip((shape[0], shape[2], shape[3]), ranges.values()))
+    if not fits:
+        described = ", ".join(f"{axis} {bounds['min']}..{bounds['max'] or '∞'}" for axis, bounds in ranges.items())
+        raise ValueError(f"pixel_values of shape {shape} is outside what this program accepts: (batch, "
+                         f"{accepted['channels']}, height, width) with {described} (any size in between)")
