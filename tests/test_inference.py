@@ -217,3 +217,22 @@ def test_folded_module_compiles_without_graph_breaks():
         compiled = torch.compile(folded, fullgraph=True, backend="aot_eager")(pixels())
         assert_same_outputs(compiled, model(pixels()))
     assert isinstance(fuse_for_inference(model, compile=True), torch._dynamo.eval_frame.OptimizedModule)
+
+
+@pytest.mark.parametrize("scale, bias", [(1.6, -0.3), (0.0, 0.4)])
+def test_star_relu_folds_into_the_next_conv_and_leaves_the_model_as_it_was(scale, bias):
+    model = randomize_(PoolFormerForImageClassification(family_config("convformer_s18"))).eval()
+    with torch.no_grad():
+        for module in model.modules():
+            if type(module).__name__ == "StarReLU":
+                module.scale.fill_(scale)
+                module.bias.fill_(bias)
+    before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
+    fused = fuse_for_inference(model)
+    kinds = {type(module).__name__ for module in fused.modules()}
+    assert "ShiftedSquaredReLU" in kinds
+    assert ("StarReLU" in kinds) == (scale == 0.0)  # before a depthwise conv, s = 0 cannot carry b/s
+    with torch.no_grad():
+        assert max_abs_diff(fused(pixels()).logits, model(pixels()).logits) <= 1e-5 * max(
+            1.0, model(pixels()).logits.abs().max().item())
+    assert all(torch.equal(model.state_dict()[name], tensor) for name, tensor in before.items())

@@ -14,6 +14,8 @@ config's architecture, so there is nothing to save or train); the model itself i
   would not see β), so it folds only bias-free norms.
 * LayerScales fold into the conv that ends the branch: ls·(W·a + b) = (diag ls·W)·a + ls·b (the MLP's fc2, SepConv's
   last pointwise conv, attention's output projection); the identity mixer's into its norm's affine.
+* StarReLU's scalars s and b fold into the conv after it: both into a 1×1 conv (the MLP's fc2), s into SepConv's
+  depthwise conv with b/s left as a shift before its zero padding; relu(x)² then runs in the expansion's buffer.
 
 Everything is written as plain tensor ops and modules, which torch.export, ONNX and OpenVINO keep as they are. In eager
 on CPU, the PoolFormer branches call the lean kernels instead (the same math in fewer memory passes); they step aside
@@ -73,6 +75,43 @@ def _fold_scale_into_output(layer: nn.Module, scale: torch.Tensor | None) -> Non
     layer.weight.mul_(scale.view(-1, *([1] * (layer.weight.ndim - 1))).to(layer.weight.dtype))
     if layer.bias is not None:
         layer.bias.mul_(scale.to(layer.bias.dtype))
+
+
+class ShiftedSquaredReLU(nn.Module):
+    """relu(x)² + shift: what a StarReLU s·relu(x)² + b leaves once its s (and b, before a 1×1 conv) went into the
+    next conv (`_fold_star_relu`). In place outside autograd and tracing (the input is the expansion's own buffer)."""
+
+    def __init__(self, shift: float = 0.0):
+        super().__init__()
+        self.shift = shift
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
+            out = F.relu(x).square()
+            return out + self.shift if self.shift else out
+        out = F.relu(x).square_()
+        return out.add_(self.shift) if self.shift else out
+
+
+@torch.no_grad()
+def _fold_star_relu(act: nn.Module, next_layer: nn.Conv2d) -> nn.Module:
+    """The activation to run instead of `act` once a StarReLU's scalars are folded into the conv after it (exact):
+    before a 1×1 conv both go in, s into W and b into the bias, W·(s·h + b) = (s·W)·h + b·W·1; before a depthwise
+    conv s goes into W and b/s stays as a shift before its zero padding. `act` itself for any other activation, and
+    for s = 0 before a depthwise conv."""
+    if type(act).__name__ != "StarReLU" or act.scale.numel() != 1 or act.bias.numel() != 1:
+        return act
+    scale, shift = float(act.scale), float(act.bias)
+    weight = next_layer.weight
+    if next_layer.groups == 1 and next_layer.kernel_size == (1, 1):
+        bias = weight.flatten(1).sum(1) * shift
+        next_layer.bias = nn.Parameter(bias if next_layer.bias is None else next_layer.bias + bias)
+        weight.mul_(scale)
+        return ShiftedSquaredReLU()
+    if scale == 0.0:
+        return act
+    weight.mul_(scale)
+    return ShiftedSquaredReLU(shift / scale)
 
 
 def _foldable_norm(norm: nn.Module) -> bool:
@@ -180,6 +219,8 @@ class MixerBranch(nn.Module):
             self.layer_scale = None
         else:
             self.norm, self.layer_scale = copy.deepcopy(norm), _channel_scale(layer_scale)
+        if isinstance(mixer, SepConv):
+            mixer.act1 = _fold_star_relu(mixer.act1, mixer.dwconv)
         self.token_mixer = mixer
         self.res_scale = _channel_scale(_scale_of(block.res_scale1))
 
@@ -202,6 +243,7 @@ class MlpBranch(nn.Module):
             self.norm = Normalize(norm)
         else:
             self.norm = copy.deepcopy(norm)
+        self.act = _fold_star_relu(self.act, self.fc2)
         _fold_scale_into_output(self.fc2, _scale_of(block.layer_scale2))
         self.res_scale = _channel_scale(_scale_of(block.res_scale2))
         self.lean = isinstance(norm, GroupNorm1) and type(self.act) is nn.GELU
