@@ -12,6 +12,7 @@ import torch
 from transformers import HfArgumentParser, TrainingArguments
 
 from .launch import check_single_process_launch, check_world_size, default_use_cpu
+from .streaming.shards import CORRUPT_POLICIES
 
 DEFAULT_OUTPUT_DIR = "outputs/poolformer-digits"
 
@@ -132,6 +133,22 @@ class DataTrainingArguments:
     random_erasing: float = field(default=0.0, metadata={"help": "Random erasing probability (paper 0.25)."})
     mixup: float = field(default=0.0, metadata={"help": "Mixup alpha, 0 disables (paper 0.8)."})
     cutmix: float = field(default=0.0, metadata={"help": "CutMix alpha, 0 disables (paper 1.0)."})
+    train_shards: str | None = field(
+        default=None,
+        metadata={"help": "Stream tar shards, e.g. 'dir/train-{000000..000007}.tar' (docs/training.md)."},
+    )
+    validation_shards: str | None = field(
+        default=None, metadata={"help": "Validation shards, same layout (read into memory)."}
+    )
+    streaming: bool = field(
+        default=False, metadata={"help": "Stream --dataset_name (needs --max_steps and steps strategies)."}
+    )
+    shuffle_buffer: int = field(
+        default=1000, metadata={"help": "Shuffle buffer of streamed samples (0: shard order only)."}
+    )
+    corrupt_shards: str = field(
+        default="stop", metadata={"help": "A corrupt shard or image: stop (the default), or skip and count it."}
+    )
     num_demo_images: int = field(
         default=10, metadata={"help": "Held-out images classified by the reloaded model at the end."}
     )
@@ -139,13 +156,31 @@ class DataTrainingArguments:
     def __post_init__(self):
         if self.dataset_name is not None and (self.train_dir is not None or self.validation_dir is not None):
             raise ValueError("give either --dataset_name or --train_dir/--validation_dir, not both")
+        self._check_streaming()
         for name in ("mixup", "cutmix", "random_erasing"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
         if not 0.0 < self.min_crop_scale <= 1.0:
             raise ValueError(f"--min_crop_scale must be in (0, 1], got {self.min_crop_scale}")
 
-
+    def _check_streaming(self):
+        if self.corrupt_shards not in CORRUPT_POLICIES:
+            raise ValueError(f"--corrupt_shards must be one of {CORRUPT_POLICIES}, got {self.corrupt_shards!r}")
+        if self.shuffle_buffer < 0:
+            raise ValueError(f"--shuffle_buffer must be >= 0, got {self.shuffle_buffer}")
+        if self.streaming and self.dataset_name is None:
+            raise ValueError("--streaming streams a --dataset_name; for tar shards give --train_shards alone")
+        if self.train_shards is not None:
+            if self.dataset_name is not None or self.train_dir is not None:
+                raise ValueError("give one training source: --train_shards, --train_dir or --dataset_name")
+            if self.validation_shards is None and self.validation_dir is None:
+                raise ValueError(
+                    "--train_shards needs --validation_shards or --validation_dir: nothing is held out of a stream"
+                )
+        elif self.validation_shards is not None:
+            raise ValueError("--validation_shards goes with --train_shards")
+        if (self.train_shards is not None or self.streaming) and self.max_train_samples is not None:
+            raise ValueError("--max_train_samples does not apply to streamed data: use --max_steps")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from .lora import check_lora_arguments, load_adapter_folder, save_adapter_folder
 from .mixup import BatchMixer
 from .model import build_image_processor, build_model
 from .output_dir import RunLock, check_output_dir, clear_previous_run, disk_full_error, resolve_checkpoint
+from .streaming.loading import build_streamed_data, check_stream_launch, is_streaming, training_stream
 from .trainer import ImageClassificationDataset, ImageClassificationTrainer, collate_images
 from .transforms import eval_transform, processor_image_size, train_transform
 
@@ -67,7 +68,13 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     if training_args.do_train:
         check_output_dir(output_dir, overwrite=overwrite, resume=bool(training_args.resume_from_checkpoint))
     checkpoint = resolve_checkpoint(training_args.resume_from_checkpoint, output_dir)
-    data = build_data(data_args, seed=training_args.seed, cache_dir=model_args.cache_dir)
+    streamed = None
+    if is_streaming(data_args):
+        streamed = build_streamed_data(data_args, seed=training_args.seed, cache_dir=model_args.cache_dir)
+        check_stream_launch(streamed, training_args)
+        data = streamed.data
+    else:
+        data = build_data(data_args, seed=training_args.seed, cache_dir=model_args.cache_dir)
 
     image_size = data_args.image_size
     if image_size is None and model_args.model_name_or_path is None:
@@ -90,21 +97,22 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
         training_args.label_names = ["labels"]
 
     batch_mixer = BatchMixer(data_args.mixup, data_args.cutmix) if data_args.mixup or data_args.cutmix else None
+    transform = train_transform(
+        image_processor,
+        random_resized_crop=data_args.random_resized_crop,
+        min_crop_scale=data_args.min_crop_scale,
+        horizontal_flip=data_args.horizontal_flip,
+        rand_augment=data_args.rand_augment,
+        random_erasing=data_args.random_erasing,
+    )
+    if streamed is not None:
+        train_dataset = training_stream(streamed, data_args, training_args, transform)
+    else:
+        train_dataset = ImageClassificationDataset(data.train, transform, seed=training_args.seed)
     trainer = ImageClassificationTrainer(
         model=model,
         args=training_args,
-        train_dataset=ImageClassificationDataset(
-            data.train,
-            train_transform(
-                image_processor,
-                random_resized_crop=data_args.random_resized_crop,
-                min_crop_scale=data_args.min_crop_scale,
-                horizontal_flip=data_args.horizontal_flip,
-                rand_augment=data_args.rand_augment,
-                random_erasing=data_args.random_erasing,
-            ),
-            seed=training_args.seed,
-        ),
+        train_dataset=train_dataset,
         eval_dataset=ImageClassificationDataset(data.validation, eval_transform(image_processor)),
         data_collator=collate_images,
         processing_class=image_processor,

@@ -13,6 +13,7 @@ from ..common import DatasetEpoch, EpochSeededDataset, open_image
 from .launch import FsdpRunCallback, shard_on_cpu, unsharded_class
 from .mixup import BatchMixer, smoothed_one_hot, soft_target_cross_entropy
 from .splits import ImageSplit
+from .streaming.batches import StreamingBatches
 
 
 class ImageClassificationDataset(EpochSeededDataset):
@@ -100,6 +101,47 @@ class ImageClassificationTrainer(Trainer):
         # let Trainer's own FSDP set-up and checks run again, now seeing it.
         if shard_on_cpu(self.accelerator, self.args):
             super().create_accelerator_and_postprocess()
+
+    def get_train_dataloader(self):
+        """Streamed batches are already this process's own: accelerate gets the loader as a one-process one, so it
+        neither dispatches batches from process 0 (its default for an IterableDataset) nor takes every
+        world_size-th batch of each process's stream (IterableDatasetShard); it only moves batches to the device."""
+        if not isinstance(self.train_dataset, StreamingBatches):
+            return super().get_train_dataloader()
+        from accelerate.data_loader import prepare_data_loader
+
+        loader = torch.utils.data.DataLoader(
+            self.train_dataset,
+            batch_size=None,  # the dataset yields whole batches
+            collate_fn=self.data_collator,
+            num_workers=self.args.dataloader_num_workers,
+            pin_memory=self.args.dataloader_pin_memory,
+            prefetch_factor=self.args.dataloader_prefetch_factor,
+            multiprocessing_context=self.args.dataloader_multiprocessing_context,
+        )
+        loader = prepare_data_loader(
+            loader,
+            device=self.accelerator.device,
+            num_processes=1,
+            process_index=0,
+            put_on_device=True,
+            dispatch_batches=False,
+            non_blocking=self.accelerator.non_blocking,
+        )
+        return loader
+
+    def get_resumed_dataloader(self, dataloader, num_batches: int):
+        """Resuming a streamed epoch skips its first batches' references, reading and decoding no image (the
+        default would decode and drop every skipped batch)."""
+        if not isinstance(self.train_dataset, StreamingBatches):
+            return super().get_resumed_dataloader(dataloader, num_batches)
+        self.train_dataset.resume_at(num_batches)
+        return dataloader
+
+    def num_examples(self, dataloader) -> int:
+        if isinstance(getattr(dataloader, "dataset", None), StreamingBatches):
+            return dataloader.dataset.num_samples  # its len() counts batches
+        return super().num_examples(dataloader)
 
     def _save(self, output_dir=None, state_dict=None):
         with unsharded_class(self.model):  # under FSDP2: the folder's code and auto_map are the model's, not FSDP's
