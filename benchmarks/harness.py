@@ -797,6 +797,9 @@ def markdown_table(results: list[dict]) -> str:
         lines.append("")
     lines += dense_table(results)
     lines += composition_table(results)
+    from benchmarks.data import data_table  # the data section's own table (DataLoader workers beside the step)
+
+    lines += data_table(results)
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@
     python scripts/benchmark.py --sections family --models convformer_s18 caformer_s18  # ours beside timm
     python scripts/benchmark.py --sections dense     # Semantic FPN vs UperNet on S12, 512², batch 1 and 8
     python scripts/benchmark.py --sections composition  # LoRA (unmerged, merged, training) and the dispatch cost
+    python scripts/benchmark.py --sections data --threads 2  # one DataLoader worker's images/s beside a step's
     python scripts/benchmark.py --deploy             # exported: ONNX Runtime and OpenVINO, ours vs transformers'
 
 Writes benchmark.json (every sample), benchmark.md (the README tables) and benchmark.png (needs matplotlib) to --out.
@@ -23,9 +24,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from benchmarks import harness as bench  # noqa: E402
+from benchmarks.data import run_data  # noqa: E402
 from benchmarks.deploy import run_deploy  # noqa: E402
 
-SECTIONS = ("inference", "family", "training", "memory", "scaling", "dense", "composition", "deploy")
+SECTIONS = ("inference", "family", "training", "memory", "scaling", "dense", "composition", "data", "deploy")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
@@ -39,7 +41,8 @@ def main() -> None:
     parser.add_argument("--no-int8", action="store_true", help="deploy: leave out our OpenVINO int8 case")
     parser.add_argument("--repeats", type=int, help="interleaved samples per case (default 5, quick 3)")
     parser.add_argument("--batch-sizes", type=int, nargs="+", help="inference batch sizes (default 1 32)")
-    parser.add_argument("--train-batch-sizes", type=int, nargs="+", help="training batch sizes (default 16 32)")
+    parser.add_argument("--train-batch-sizes", type=int, nargs="+",
+                        help="training batch sizes, also the data section's steps (default 16 32)")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), help="inference dtypes (default both)")
     parser.add_argument("--modes", nargs="+", choices=["eager", "channels_last", "compile"],
                         help="peer modes (ours: default, fused, fused+compile alongside)")
@@ -96,6 +99,10 @@ def main() -> None:
         # plain modules, and the call-time dispatch checks' cost per forward.
         "composition": lambda: bench.run_composition(models, batches=tuple(args.batch_sizes or (1, 32)),
                                                      train_batch=train_batches[0], repeats=repeats, device=device),
+        # One DataLoader worker (1 thread) decoding and augmenting as train.py does, beside the training step of
+        # each training batch (--threads), and the workers that keep it fed.
+        "data": lambda: run_data(models["poolformer_hf"], bench.training_step, batches=train_batches,
+                                 repeats=repeats, device=device),
         "deploy": lambda: run_deploy(models, batches=tuple(args.batch_sizes or (1, 8)), int8=not args.no_int8,
                                      repeats=repeats),
     }

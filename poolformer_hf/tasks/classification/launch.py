@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import os
+import sys
 from datetime import timedelta
 
 import torch
@@ -135,6 +136,43 @@ def rendezvous_named(environ=os.environ):
             "with the same address, port and world size, check that the address is reachable from each node, and "
             "bound the wait with --ddp_timeout SECONDS (torchrun's own rendezvous: --rdzv-conf join_timeout=SECONDS)"
         ) from error
+
+
+# ------------------------------------------------------------------------------------------ torchrun's rendezvous
+def rendezvous_failure(args, error: BaseException) -> str:
+    """What a torchrun node whose rendezvous failed says: the endpoint (--rdzv-endpoint, or --master-addr:port for
+    the static backend), the backend, the node count and the timeout it waited. torchrun's own c10d
+    RendezvousTimeoutError carries no message at all."""
+    from torch.distributed.run import get_rdzv_endpoint
+
+    conf = dict(item.split("=", 1) for item in args.rdzv_conf.split(",") if "=" in item)
+    key, default = ("timeout", 600) if args.rdzv_backend == "static" else ("join_timeout", 600)
+    reason = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+    return (
+        f"the rendezvous did not complete: this node waited at {get_rdzv_endpoint(args)} ({args.rdzv_backend} "
+        f"backend, --rdzv-id {args.rdzv_id}) for {args.nnodes} nodes, --rdzv-conf {key}={conf.get(key, default)} "
+        f"({reason}). Start every node's launcher with the same --rdzv-endpoint (a host:port of the first node, "
+        "reachable from each), --rdzv-id and --nnodes; the wait is bounded by --rdzv-conf "
+        f"{key}=SECONDS (docs/training.md, Scaling out)"
+    )
+
+
+def torchrun(argv: list[str]) -> None:
+    """torchrun (`python -m torch.distributed.run`) with the same arguments, whose failed rendezvous ends with one
+    `torchrun: error:` line naming the endpoint (`rendezvous_failure`) instead of a traceback without it:
+    python -m poolformer_hf.tasks.classification.launch --nnodes 2 ... scripts/train.py ..."""
+    from torch.distributed import run
+    from torch.distributed.elastic.rendezvous import RendezvousConnectionError, RendezvousTimeoutError
+
+    args = run.parse_args(argv)
+    # The static backend's TCPStore raises torch's DistNetworkError / DistStoreError where c10d raises its own.
+    failures = (RendezvousTimeoutError, RendezvousConnectionError, torch.distributed.DistNetworkError,
+                torch.distributed.DistStoreError)
+    try:
+        run.run(args)
+    except failures as error:
+        print(f"torchrun: error: {rendezvous_failure(args, error)}", file=sys.stderr)
+        sys.exit(1)
 
 
 # ---------------------------------------------------------------------------------------------- FSDP on a CPU
@@ -269,3 +307,7 @@ class FsdpRunCallback(TrainerCallback):
             model.config.save_pretrained(checkpoint)
         if processing_class is not None:
             processing_class.save_pretrained(checkpoint)
+
+
+if __name__ == "__main__":
+    torchrun(sys.argv[1:])
