@@ -4,6 +4,8 @@
 
 Endpoint and token come from huggingface_hub (HF_ENDPOINT, HF_TOKEN or `hf auth login`). The folder's own code is
 not run unless --trust_remote_code is given; files reaching outside the folder (symlinks) are refused.
+A saved torchvision detector (scripts/train_detection.py's <output_dir>/detector, or that run folder) is published
+with its own card: load it back with poolformer_hf.tasks.detection.saved_detectors.load_detector("ORG/NAME").
 Exit status: 0 pushed (or nothing changed), 1 the upload failed, 2 the folder was refused (nothing uploaded).
 """
 
@@ -11,6 +13,8 @@ import argparse
 import sys
 
 from poolformer_hf.hub.publish import DEFAULT_REQUEST_TIMEOUT, PushError, push_folder_to_hub
+from poolformer_hf.tasks.detection.hub_detectors import push_detector_to_hub
+from poolformer_hf.tasks.detection.saved_detectors import find_detector_folder
 
 
 def main(argv=None) -> int:
@@ -20,7 +24,8 @@ def main(argv=None) -> int:
     parser.add_argument("--private", action="store_true", help="create the repo as private")
     parser.add_argument("--revision", default=None, help="branch to push to (created from main if missing)")
     parser.add_argument("--commit_message", default=None)
-    parser.add_argument("--eval_dataset", default=None, help="dataset the folder's eval results were measured on")
+    parser.add_argument("--eval_dataset", default=None,
+                        help="dataset the folder's eval results were measured on (a detector's card names its own)")
     parser.add_argument("--trust_remote_code", action="store_true",
                         help="also check the folder by loading it with its own code, which then RUNS (default: the "
                              "folder is checked against the installed classes and none of its code runs)")
@@ -29,18 +34,14 @@ def main(argv=None) -> int:
     parser.add_argument("--request_timeout", type=float, default=DEFAULT_REQUEST_TIMEOUT,
                         help=f"seconds without an answer after which one request fails (default {DEFAULT_REQUEST_TIMEOUT:g})")
     args = parser.parse_args(argv)
+    bounds = {"private": args.private, "revision": args.revision, "commit_message": args.commit_message,
+              "timeout": args.timeout, "request_timeout": args.request_timeout}
     try:
-        result = push_folder_to_hub(
-            args.model_dir,
-            args.repo_id,
-            private=args.private,
-            revision=args.revision,
-            commit_message=args.commit_message,
-            eval_dataset=args.eval_dataset,
-            trust_remote_code=args.trust_remote_code,
-            timeout=args.timeout,
-            request_timeout=args.request_timeout,
-        )
+        if find_detector_folder(args.model_dir) is not None:  # no code, no processor: its own checks and card
+            result = push_detector_to_hub(args.model_dir, args.repo_id, **bounds)
+        else:
+            result = push_folder_to_hub(args.model_dir, args.repo_id, eval_dataset=args.eval_dataset,
+                                        trust_remote_code=args.trust_remote_code, **bounds)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

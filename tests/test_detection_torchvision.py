@@ -9,7 +9,12 @@ from conftest import tiny_config
 from poolformer_hf import PoolFormerConfig, PoolFormerForImageClassification
 from poolformer_hf.tasks.detection import saved_detectors
 from poolformer_hf.tasks.detection.data import generated_shapes
-from poolformer_hf.tasks.detection.run import DetectionArguments, main, requested_detector, training_defaults
+from poolformer_hf.tasks.detection.run import (
+    main,
+    parse_arguments,
+    requested_detector,
+    training_defaults,
+)
 from poolformer_hf.tasks.detection.saved_detectors import (
     DETECTOR_CONFIG_NAME,
     find_detector_folder,
@@ -27,7 +32,6 @@ from poolformer_hf.tasks.detection.torchvision_training import (
     new_torchvision_detector,
     step_schedule,
 )
-from poolformer_hf.tasks.segmentation.arguments import parse_with_defaults
 
 NAMES = ["circle", "square", "triangle"]
 # The PoolFormer paper's COCO table (80 classes), millions of parameters, as the project's issue quotes them (not
@@ -191,16 +195,24 @@ def test_step_schedule_warms_up_then_steps_down_at_the_fractions():
 
 def test_the_paper_recipe_is_each_detectors_default(tmp_path):
     for detector, learning_rate in (("retinanet", 1e-4), ("mask_rcnn", 2e-4)):
-        argv = ["--detector", detector, "--output_dir", str(tmp_path)]
+        argv = ["--detector", detector, "--output_dir", str(tmp_path), "--train_annotation_file", "train.json"]
         assert requested_detector(argv) == detector
-        _, training_args = parse_with_defaults((DetectionArguments, TrainingArguments),
-                                               training_defaults(requested_detector(argv)), argv)
+        _, training_args = parse_arguments(argv)
         assert (training_args.learning_rate, training_args.weight_decay) == (learning_rate, 1e-4)
         assert training_args.optim == "adamw_torch" and training_args.num_train_epochs == 12
         assert training_args.max_grad_norm == 0.0 and training_args.lr_scheduler_type == "constant_with_warmup"
     assert training_defaults("rt_detr")["learning_rate"] == 1e-3  # the DETR family keeps its demo's recipe
     (tmp_path / "args.json").write_text(json.dumps({"detector": "mask_rcnn"}))
     assert requested_detector([str(tmp_path / "args.json")]) == "mask_rcnn"
+
+
+def test_the_mask_rcnn_demo_trains_fewer_scenes_while_coco_data_keeps_every_default(tmp_path):
+    demo = ["--detector", "mask_rcnn", "--output_dir", str(tmp_path)]
+    demo_args, demo_training = parse_arguments(demo)
+    coco_args, coco_training = parse_arguments([*demo, "--train_annotation_file", "train.json"])
+    assert (demo_args.generated_train_size, coco_args.generated_train_size) == (128, 512)
+    assert demo_training.to_dict() == coco_training.to_dict()  # the paper's recipe for both: only the data differs
+    assert parse_arguments(["--detector", "retinanet", "--output_dir", str(tmp_path)])[0].generated_train_size == 512
 
 
 def test_a_step_schedule_with_another_scheduler_is_refused_with_the_fix(tmp_path):

@@ -14,6 +14,9 @@ timeout (HF_HUB_ETAG_TIMEOUT / HF_HUB_DOWNLOAD_TIMEOUT only bound downloads), so
 with a per-request timeout (`set_client_factory`, restored afterwards), the whole push has an optional deadline, and
 a step that fails transiently (503, a dropped connection) is retried a few times with backoff. Retrying a commit is
 safe: if the lost attempt did land, the retry finds every file unchanged and commits nothing.
+
+Folders that are not transformers models (the torchvision detectors) build their own file list and commit it with
+`commit_to_hub`; their downloads go through `run_bounded`, under the same timeouts and retries.
 """
 
 from __future__ import annotations
@@ -26,15 +29,24 @@ from pathlib import Path
 
 from .folder_checks import FolderPlan, load_model_folder, validate_model_folder
 
-__all__ = ["FolderPlan", "PushError", "PushResult", "load_model_folder", "push_folder_to_hub", "validate_model_folder"]
+__all__ = ["DownloadError", "FolderPlan", "HubError", "PushError", "PushResult", "commit_to_hub", "load_model_folder",
+           "push_folder_to_hub", "run_bounded", "validate_model_folder"]
 
 DEFAULT_REQUEST_TIMEOUT = 10.0  # seconds without progress on one request (huggingface_hub's own default for downloads)
 RETRIES = 3
 _RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
 
 
-class PushError(RuntimeError):
+class HubError(RuntimeError):
+    """A Hub step failed or timed out; the message names the step."""
+
+
+class PushError(HubError):
     """Uploading failed; the message names the step (repository, branch, commit) that failed."""
+
+
+class DownloadError(HubError):
+    """Downloading failed; the message names what was being downloaded."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,9 @@ def _transient(error: Exception) -> bool:
 class _Steps:
     """Runs the push's network steps under one deadline, retrying transient failures, naming the step that failed."""
 
-    def __init__(self, endpoint: str, timeout: float | None, request_timeout: float):
-        self.endpoint = endpoint
+    def __init__(self, endpoint: str, timeout: float | None, request_timeout: float, action: str = "push to",
+                 error: type[HubError] = PushError):
+        self.endpoint, self.action, self.error = endpoint, action, error
         self.deadline = None if timeout is None else time.monotonic() + timeout
         self.timeout = timeout
         self.request_timeout = request_timeout
@@ -105,15 +118,15 @@ class _Steps:
         for attempt in range(RETRIES + 1):
             try:
                 return self._within_deadline(step, call)
-            except PushError:
+            except HubError:
                 raise
             except httpx2.TimeoutException as error:
-                raise PushError(f"push to {self.endpoint} timed out while {step}: no answer within "
-                                f"{self.request_timeout:g} s ({type(error).__name__})") from error
+                raise self.error(f"{self.action} {self.endpoint} timed out while {step}: no answer within "
+                                 f"{self.request_timeout:g} s ({type(error).__name__})") from error
             except Exception as error:  # noqa: BLE001 - HTTP errors, connection errors, the client's ValueErrors
                 if attempt == RETRIES or not _transient(error):
                     tries = f" (after {attempt + 1} attempts)" if attempt else ""
-                    raise PushError(f"push to {self.endpoint} failed while {step}{tries}: {error}") from error
+                    raise self.error(f"{self.action} {self.endpoint} failed while {step}{tries}: {error}") from error
                 backoff, left = 0.5 * 2**attempt, self._left()
                 time.sleep(backoff if left is None else min(backoff, left))
 
@@ -138,8 +151,9 @@ class _Steps:
         worker.start()
         worker.join(left)
         if worker.is_alive():
-            raise PushError(f"push to {self.endpoint} timed out while {step}: the --timeout of {self.timeout:g} s "
-                            "passed (if this was the commit, it may still complete on the Hub)")
+            note = " (if this was the commit, it may still complete on the Hub)" if self.error is PushError else ""
+            raise self.error(f"{self.action} {self.endpoint} timed out while {step}: the --timeout of {self.timeout:g} s "
+                             f"passed{note}")
         if "error" in outcome:
             raise outcome["error"]
         return outcome["value"]
@@ -163,7 +177,7 @@ def push_folder_to_hub(
     `timeout` bounds the whole upload (seconds; None: each request is still bounded by `request_timeout`).
     Raises ValueError (nothing uploaded) for a folder that would not load, PushError when the Hub fails or times out.
     """
-    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub import CommitOperationAdd
 
     from .model_card import folder_facts, render_card
 
@@ -177,6 +191,27 @@ def push_folder_to_hub(
         card = render_card(folder_facts(plan.model_dir, repo_id, plan.model, eval_dataset=eval_dataset))
         # Uploaded from memory: the folder itself is never written to.
         operations.append(CommitOperationAdd(path_in_repo="README.md", path_or_fileobj=card.encode()))
+    return commit_to_hub(operations, repo_id, folder_name=plan.model_dir.name, skipped=plan.skipped, private=private,
+                         revision=revision, commit_message=commit_message, token=token, timeout=timeout,
+                         request_timeout=request_timeout)
+
+
+def commit_to_hub(
+    operations: list,
+    repo_id: str,
+    *,
+    folder_name: str,
+    skipped: tuple[str, ...] = (),
+    private: bool = False,
+    revision: str | None = None,
+    commit_message: str | None = None,
+    token: str | None = None,
+    timeout: float | None = None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT,
+) -> PushResult:
+    """Create `repo_id` (and branch `revision`) where missing and commit `operations` (huggingface_hub's
+    `CommitOperationAdd`s) in one commit, each step bounded and retried as the module says. Raises PushError."""
+    from huggingface_hub import HfApi
 
     api = HfApi(token=token)
     branch = revision or "main"
@@ -193,7 +228,7 @@ def push_folder_to_hub(
             lambda: api.create_commit(
                 repo_id,
                 operations=operations,
-                commit_message=commit_message or f"Upload {plan.model_dir.name} with poolformer_hf",
+                commit_message=commit_message or f"Upload {folder_name} with poolformer_hf",
                 revision=branch,
             ),
         )
@@ -204,5 +239,29 @@ def push_folder_to_hub(
         commit_url=info.commit_url,
         created_commit=info.oid != head_before,
         files=tuple(op.path_in_repo for op in operations),
-        skipped=plan.skipped,
+        skipped=tuple(skipped),
     )
+
+
+def run_bounded(step: str, call, *, timeout: float | None = None,
+                request_timeout: float = DEFAULT_REQUEST_TIMEOUT):
+    """`call()` (a download: `snapshot_download`, `hf_hub_download`) under the push's bounds: each request times out
+    after `request_timeout` s, the whole call after `timeout` s (None: no overall limit), and a transient failure is
+    retried with backoff. Raises DownloadError naming `step`.
+
+    huggingface_hub reports a Hub it could not reach as LocalEntryNotFoundError (nothing cached either); the Hub's
+    own answer (a 503, a dropped connection, a timeout) is its cause, and that is what decides whether to retry."""
+    from huggingface_hub import constants
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    def answer():
+        try:
+            return call()
+        except LocalEntryNotFoundError as error:
+            if error.__cause__ is None:
+                raise
+            raise error.__cause__ from error
+
+    steps = _Steps(constants.ENDPOINT, timeout, request_timeout, action="download from", error=DownloadError)
+    with _client_timeout(request_timeout):
+        return steps.run(step, answer)

@@ -1,6 +1,7 @@
 """The detection run behind scripts/train_detection.py: data (COCO files or the generated shapes), a detector on a
 PoolFormer backbone (transformers' RT-DETR / DETR / Conditional DETR, or torchvision's RetinaNet / Mask R-CNN with the
-paper's necks), Trainer, COCO mAP on the validation split, a saved folder that is reloaded and evaluated."""
+paper's necks), Trainer, COCO mAP on the validation split, a saved folder that is reloaded and evaluated; a
+torchvision detector's folder records the run's metrics and, with --push_to_hub, goes to the Hub (`hub_detectors`)."""
 
 import argparse
 import json
@@ -17,7 +18,7 @@ from ..segmentation.arguments import DENSE_TRAINING_DEFAULTS, parse_with_default
 from .data import DetectionData, check_masks, generated_shapes, load_coco
 from .metrics import mean_average_precision
 from .model import DETECTORS, build_detection_model, build_detection_processor
-from .saved_detectors import DETECTOR_FOLDER, load_detector, save_detector
+from .saved_detectors import DETECTOR_FOLDER, load_detector, save_detector, write_detector_results
 from .torchvision_detectors import TORCHVISION_DETECTORS, torchvision_detector
 from .torchvision_training import (
     PAPER_DECAY_AT,
@@ -49,11 +50,12 @@ TRAINING_DEFAULTS = {
 }
 
 
-def training_defaults(detector: str) -> dict:
-    """The TrainingArguments defaults for `detector`. RetinaNet and Mask R-CNN get the paper's recipe (sail-sg's
+def training_defaults(detector: str, demo: bool = False) -> dict:
+    """The command-line defaults for `detector`. RetinaNet and Mask R-CNN get the paper's recipe (sail-sg's
     configs on mmdetection's 1x schedule): AdamW at its learning rate and weight decay 1e-4, no gradient clipping,
     12 epochs, the rate ×0.1 after 2/3 and 11/12 of the run (see --lr_decay_at); batch and warm-up are the demo's
-    (the paper: 16 images a step on 8 GPUs, 500 warm-up steps)."""
+    (the paper: 16 images a step on 8 GPUs, 500 warm-up steps). With `demo` (no --train_annotation_file: the
+    generated shapes), the detector's `demo_run` defaults replace some of them."""
     if detector not in TORCHVISION_DETECTORS:
         return TRAINING_DEFAULTS
     spec = TORCHVISION_DETECTORS[detector]
@@ -67,6 +69,7 @@ def training_defaults(detector: str) -> dict:
         "weight_decay": spec.weight_decay,
         "max_grad_norm": 0.0,
         "lr_scheduler_type": "constant_with_warmup",
+        **(spec.demo_run if demo else {}),
     }
 
 
@@ -211,6 +214,7 @@ def _run_torchvision(args, training_args, callbacks=None) -> dict:
     """The run for torchvision's RetinaNet / Mask R-CNN: their own datasets and Trainer, the detector saved as
     `<output_dir>/detector` (atomically), reloaded with `load_detector` and measured again."""
     spec = torchvision_detector(args.detector)
+    push = _hub_push(training_args)
     data = build_data(args, masks=spec.masks)
     model = new_torchvision_detector(args.detector, data.label_names, preset=args.preset,
                                      model_name_or_path=args.model_name_or_path,
@@ -239,20 +243,67 @@ def _run_torchvision(args, training_args, callbacks=None) -> dict:
         print(f"\nReloaded {folder}; validation mAP@[.5:.95] {reloaded['map']:.4f}{masks}")
         return reloaded["map"]
 
-    return _train_evaluate_reload(trainer, training_args, save, reloaded_map)
+    metrics = _train_evaluate_reload(trainer, training_args, save, reloaded_map)
+    if training_args.do_train and training_args.do_eval and trainer.is_world_process_zero():
+        write_detector_results(folder, metrics, _dataset_description(args, data), data.dataset_id,
+                               len(data.validation))
+    if push is not None and trainer.is_world_process_zero():
+        result = push(folder)
+        print(f"Pushed {folder} to {result.repo_id}@{result.revision} ({result.commit_url})")
+    return metrics
+
+
+def _hub_push(training_args):
+    """For --push_to_hub: a function that publishes the run's detector folder to --hub_model_id (checked now, before
+    training), else None. Trainer's own push (the whole output folder, checkpoints included) is turned off."""
+    if not training_args.push_to_hub:
+        return None
+    repo_id = training_args.hub_model_id
+    if not repo_id or "/" not in repo_id:
+        raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME for a torchvision detector, e.g. "
+                         f"--hub_model_id my-name/{os.path.basename(os.path.abspath(training_args.output_dir))}")
+    training_args.push_to_hub = False
+    from .hub_detectors import push_detector_to_hub
+
+    private = bool(training_args.hub_private_repo)
+    return lambda folder: push_detector_to_hub(folder, repo_id, private=private, token=training_args.hub_token)
+
+
+def _dataset_description(args, data) -> str:
+    """What the card says the detector was evaluated on."""
+    if data.dataset_id == "generated-shapes":
+        return "poolformer_hf's generated shapes, the offline demo"
+    return f"COCO-format data ({os.path.basename(args.validation_annotation_file)})"
+
+
+def _requested(argv: list[str]) -> dict:
+    """--detector and --train_annotation_file of a command line (or of its one JSON file), before the full parse
+    picks its defaults."""
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        with open(argv[0], encoding="utf-8") as file:
+            values = json.load(file)
+        return {"detector": values.get("detector", "rt_detr"),
+                "train_annotation_file": values.get("train_annotation_file")}
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--detector", default="rt_detr")
+    parser.add_argument("--train_annotation_file", default=None)
+    return vars(parser.parse_known_args(argv)[0])
 
 
 def requested_detector(argv: list[str]) -> str:
-    """The --detector of a command line (or of its one JSON file), before the full parse picks its defaults."""
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        with open(argv[0], encoding="utf-8") as file:
-            return json.load(file).get("detector", "rt_detr")
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--detector", default="rt_detr")
-    return parser.parse_known_args(argv)[0].detector
+    return _requested(argv)["detector"]
+
+
+def requested_demo(argv: list[str]) -> bool:
+    """Whether the command line trains on the generated shapes (it names no --train_annotation_file)."""
+    return _requested(argv)["train_annotation_file"] is None
+
+
+def parse_arguments(argv: list[str]) -> tuple[DetectionArguments, TrainingArguments]:
+    """The run's arguments, on the defaults of the detector and data it names."""
+    defaults = training_defaults(requested_detector(argv), demo=requested_demo(argv))
+    return parse_with_defaults((DetectionArguments, TrainingArguments), defaults, argv)
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    defaults = training_defaults(requested_detector(argv))
-    return run(*parse_with_defaults((DetectionArguments, TrainingArguments), defaults, argv))
+    return run(*parse_arguments(sys.argv[1:] if argv is None else argv))
