@@ -29,6 +29,17 @@ def test_a_single_json_file_holds_every_argument(tmp_path):
     model_args, data_args, training_args = parse_arguments([str(path)])
     assert model_args.preset == "poolformer_s12" and data_args.cutmix == 1.0
     assert training_args.output_dir == str(tmp_path / "out")
+    # train.py's own recipe applies to a JSON file as to a command line (transformers would take its own defaults)
+    from_argv = parse("--output_dir", str(tmp_path / "out"), "--preset", "poolformer_s12")[2]
+    assert training_args.to_dict() == from_argv.to_dict()
+    assert training_args.learning_rate == 2e-3 and training_args.num_train_epochs == 10
+
+
+def test_a_json_file_that_is_not_an_object_of_arguments_is_refused(tmp_path):
+    path = tmp_path / "args.json"
+    path.write_text(json.dumps(["--preset", "poolformer_s12"]))
+    with pytest.raises(ValueError, match="must hold one JSON object of arguments, got a list"):
+        parse_arguments([str(path)])
 
 
 @pytest.mark.parametrize("flag", ["--mixup", "--cutmix", "--label_smoothing_factor", "--random_erasing"])

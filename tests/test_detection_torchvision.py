@@ -202,8 +202,11 @@ def test_the_paper_recipe_is_each_detectors_default(tmp_path):
         assert training_args.optim == "adamw_torch" and training_args.num_train_epochs == 12
         assert training_args.max_grad_norm == 0.0 and training_args.lr_scheduler_type == "constant_with_warmup"
     assert training_defaults("rt_detr")["learning_rate"] == 1e-3  # the DETR family keeps its demo's recipe
-    (tmp_path / "args.json").write_text(json.dumps({"detector": "mask_rcnn"}))
+    (tmp_path / "args.json").write_text(json.dumps({"detector": "mask_rcnn", "output_dir": str(tmp_path),
+                                                    "train_annotation_file": "train.json"}))
     assert requested_detector([str(tmp_path / "args.json")]) == "mask_rcnn"
+    _, from_file = parse_arguments([str(tmp_path / "args.json")])  # the recipe applies to a JSON file of arguments
+    assert from_file.to_dict() == parse_arguments(argv)[1].to_dict() and from_file.learning_rate == 2e-4
 
 
 def test_the_mask_rcnn_demo_trains_fewer_scenes_while_coco_data_keeps_every_default(tmp_path):

@@ -1,8 +1,10 @@
-"""What every task's run shares: how an image source is decoded, which files are images, the run's logging, and
-datasets whose random augmentation is seeded per (epoch, item), so a resumed run draws what an uninterrupted one
-drew."""
+"""What every task's run shares: how an image source is decoded, which files are images, how a command line (or its
+JSON file) is parsed over the script's defaults, the run's logging, and datasets whose random augmentation is
+seeded per (epoch, item), so a resumed run draws what an uninterrupted one drew."""
 
+import json
 import logging
+import os
 import sys
 from io import BytesIO
 from pathlib import Path
@@ -84,3 +86,18 @@ class DatasetEpoch(TrainerCallback):
     def on_epoch_begin(self, args, state, control, **kwargs):
         # state.epoch counts finished epochs, fractional after resuming mid-epoch.
         self.dataset.set_epoch(int((state.epoch or 0.0) + 1e-6))
+
+
+def parse_command_line(parser, defaults: dict, argv: list[str]) -> tuple:
+    """The dataclasses of an HfArgumentParser from argv, or from one JSON file of arguments, with the script's own
+    `defaults` under both. The parser's `set_defaults` is not enough for the file: transformers builds the
+    dataclasses from a JSON file directly, past the parser, so there the defaults are merged in here."""
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        path = os.path.abspath(argv[0])
+        with open(path, encoding="utf-8") as handle:
+            given = json.load(handle)
+        if not isinstance(given, dict):
+            raise ValueError(f"{path} must hold one JSON object of arguments, got a {type(given).__name__}")
+        return parser.parse_dict({**defaults, **given})
+    parser.set_defaults(**defaults)
+    return parser.parse_args_into_dataclasses(args=argv)

@@ -4,13 +4,13 @@ ModelArguments, DataTrainingArguments and RunTrainingArguments (transformers.Tra
 every TrainingArguments option."""
 
 import argparse
-import os
 import sys
 from dataclasses import dataclass, field
 
 import torch
 from transformers import HfArgumentParser, TrainingArguments
 
+from ..common import parse_command_line
 from .launch import check_single_process_launch, check_world_size, default_use_cpu
 from .streaming.shards import CORRUPT_POLICIES
 
@@ -269,6 +269,11 @@ class _HelpAll(argparse.Action):
         parser.exit()
 
 
+def script_defaults() -> dict:
+    """train.py's own defaults over TrainingArguments' (the recipe, and the CPU where there is no accelerator)."""
+    return {**TRAINING_DEFAULTS, "use_cpu": default_use_cpu()}
+
+
 def make_parser(show_all: bool = False) -> HfArgumentParser:
     """The parser of scripts/train.py; `show_all=False` hides the rarely used TrainingArguments options from --help
     (they still parse)."""
@@ -278,7 +283,7 @@ def make_parser(show_all: bool = False) -> HfArgumentParser:
         usage="%(prog)s [--output_dir DIR] [data, model, recipe and training options]",
         formatter_class=_HelpFormatter,
     )
-    parser.set_defaults(**TRAINING_DEFAULTS, use_cpu=default_use_cpu())
+    parser.set_defaults(**script_defaults())
     parser.add_argument("--help_all", action=_HelpAll, help="Show every transformers.TrainingArguments option.")
     for action in parser._actions:  # argparse has no public way to edit an added option
         if action.dest not in RunTrainingArguments.__dataclass_fields__:
@@ -300,10 +305,6 @@ def parse_arguments(argv: list[str] | None = None):
     """
     argv = sys.argv[1:] if argv is None else argv
     check_single_process_launch()
-    parser = make_parser()
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        arguments = parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    else:
-        arguments = parser.parse_args_into_dataclasses(args=argv)
+    arguments = parse_command_line(make_parser(), script_defaults(), argv)
     check_world_size(arguments[2])
     return arguments

@@ -1,7 +1,6 @@
 """Command-line arguments of scripts/train_segmentation.py, in the layout of transformers'
 run_semantic_segmentation.py example: model and data dataclasses plus transformers.TrainingArguments."""
 
-import os
 import sys
 from dataclasses import dataclass, field
 
@@ -9,6 +8,7 @@ import torch
 from transformers import HfArgumentParser
 
 from ..classification.arguments import RunTrainingArguments
+from ..common import parse_command_line
 
 # The label id a label map marks pixels to ignore with: no class may have it.
 IGNORE_INDEX = 255
@@ -107,11 +107,7 @@ class SegmentationDataArguments:
 def parse_with_defaults(dataclass_types: tuple, defaults: dict, argv: list[str] | None = None):
     """The dataclasses parsed from argv (default sys.argv[1:]) or from one JSON file, `defaults` applied first."""
     argv = sys.argv[1:] if argv is None else argv
-    parser = HfArgumentParser(dataclass_types)
-    parser.set_defaults(**defaults)
-    if len(argv) == 1 and argv[0].endswith(".json"):
-        return parser.parse_json_file(json_file=os.path.abspath(argv[0]))
-    return parser.parse_args_into_dataclasses(args=argv)
+    return parse_command_line(HfArgumentParser(dataclass_types), defaults, argv)
 
 
 def parse_arguments(argv: list[str] | None = None):
