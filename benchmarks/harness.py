@@ -138,10 +138,18 @@ def _channels_last(model):
     return model.to(memory_format=torch.channels_last)
 
 
+# Inductor options of the compile modes beyond the default one: weights frozen as constants (prepacked for oneDNN),
+# and with max-autotune on top (Inductor's C++ GEMM templates tried against the library GEMMs).
+FROZEN = {"freezing": True}
+AUTOTUNE = {"freezing": True, "max_autotune": True}
+PEER_MODES = ("eager", "channels_last", "compile", "compile_frozen", "autotune")
+
+
 def inference_models(models: dict, dtype: torch.dtype, modes: tuple[str, ...], device: torch.device) -> dict:
     """(implementation, mode) → (model, pixel memory format). Peers: eager, channels_last, compile (channels-last
-    model and input, torch.compile). Ours: default (the plain model, NCHW input), fused (`fuse_for_inference`),
-    fused+compile; ours always gets NCHW pixels."""
+    model and input, torch.compile), compile_frozen and autotune (the same with FROZEN / AUTOTUNE options). Ours:
+    default (the plain model, NCHW input), fused (`fuse_for_inference`), fused+compile and its frozen / autotuned
+    variants; ours always gets NCHW pixels."""
     import copy
 
     built = {}
@@ -156,6 +164,8 @@ def inference_models(models: dict, dtype: torch.dtype, modes: tuple[str, ...], d
                 "plain": lambda: set_kernels(copy.deepcopy(base), None),
                 "fused": lambda: fuse_for_inference(base),
                 "fused+compile": lambda: fuse_for_inference(base, compile=True),
+                "fused+compile_frozen": lambda: fuse_for_inference(base, compile=FROZEN),
+                "fused+autotune": lambda: fuse_for_inference(base, compile=AUTOTUNE),
             }
             pixel_format = torch.contiguous_format
         else:
@@ -163,6 +173,9 @@ def inference_models(models: dict, dtype: torch.dtype, modes: tuple[str, ...], d
                 "eager": lambda: base,
                 "channels_last": lambda: _channels_last(copy.deepcopy(base)),
                 "compile": lambda: torch.compile(_channels_last(copy.deepcopy(base)), dynamic=False),
+                "compile_frozen": lambda: torch.compile(_channels_last(copy.deepcopy(base)), dynamic=False,
+                                                        options=FROZEN),
+                "autotune": lambda: torch.compile(_channels_last(copy.deepcopy(base)), dynamic=False, options=AUTOTUNE),
             }
         for mode, make in table.items():
             if mode in modes or (is_ours(impl) and _OUR_MODE_OF.get(mode) in modes):
@@ -172,7 +185,8 @@ def inference_models(models: dict, dtype: torch.dtype, modes: tuple[str, ...], d
 
 
 # Our modes shown next to the peers' modes of the same kind.
-_OUR_MODE_OF = {"default": "eager", "plain": "eager", "fused": "channels_last", "fused+compile": "compile"}
+_OUR_MODE_OF = {"default": "eager", "plain": "eager", "fused": "channels_last", "fused+compile": "compile",
+                "fused+compile_frozen": "compile_frozen", "fused+autotune": "autotune"}
 
 
 def run_inference(models: dict, batches=(1, 32), dtypes=(torch.float32, torch.bfloat16),

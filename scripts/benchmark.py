@@ -44,8 +44,10 @@ def main() -> None:
     parser.add_argument("--train-batch-sizes", type=int, nargs="+",
                         help="training batch sizes, also the data section's steps (default 16 32)")
     parser.add_argument("--dtypes", nargs="+", choices=list(DTYPES), help="inference dtypes (default both)")
-    parser.add_argument("--modes", nargs="+", choices=["eager", "channels_last", "compile"],
-                        help="peer modes (ours: default, fused, fused+compile alongside)")
+    parser.add_argument("--modes", nargs="+", choices=bench.PEER_MODES,
+                        help="peer modes (default: eager channels_last compile; ours alongside: default, fused and "
+                             "the fused module under the same compile); compile_frozen and autotune add Inductor's "
+                             "freezing and max-autotune")
     parser.add_argument("--models", nargs="+", metavar="PRESET",
                         help="family section: the presets beside timm (default " + " ".join(bench.FAMILY_PRESETS) + ")")
     parser.add_argument("--resolutions", type=int, nargs="+", default=[224, 384, 512, 768, 1024])

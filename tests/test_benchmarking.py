@@ -183,3 +183,14 @@ def test_family_section_times_ours_beside_timm_with_the_same_logits():
     assert ours["max_abs_diff_vs_timm"] < 1e-4  # the same weights: timing one model against another
     table = "\n".join(bench.family_table(rows))
     assert "| caformer_s18 | float32 | 1 | timm | eager |" in table and "1.00×" in table
+
+
+def test_the_frozen_and_autotuned_compile_modes_give_ours_and_the_peers_the_same_inductor_options(models):
+    built = bench.inference_models(models, torch.float32, ("compile_frozen", "autotune"), torch.device("cpu"))
+    peers = {(impl, mode) for impl in ("transformers", "timm") for mode in ("compile_frozen", "autotune")}
+    assert set(built) == peers | {("poolformer_hf", "fused+compile_frozen"), ("poolformer_hf", "fused+autotune")}
+    for (impl, mode), (model, _) in built.items():
+        options = bench.AUTOTUNE if mode.endswith("autotune") else bench.FROZEN
+        assert isinstance(model, torch._dynamo.eval_frame.OptimizedModule)  # compiled lazily: nothing runs here
+        config = model.get_compiler_config()
+        assert {name: config[name] for name in ("freezing", "max_autotune")} == {"max_autotune": False, **options}

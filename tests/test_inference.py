@@ -217,6 +217,8 @@ def test_folded_module_compiles_without_graph_breaks():
         compiled = torch.compile(folded, fullgraph=True, backend="aot_eager")(pixels())
         assert_same_outputs(compiled, model(pixels()))
     assert isinstance(fuse_for_inference(model, compile=True), torch._dynamo.eval_frame.OptimizedModule)
+    tuned = fuse_for_inference(model, compile={"freezing": True, "max_autotune": True})  # Inductor's options
+    assert tuned.get_compiler_config()["freezing"] and tuned.get_compiler_config()["max_autotune"]
 
 
 @pytest.mark.parametrize("scale, bias", [(1.6, -0.3), (0.0, 0.4)])

@@ -89,7 +89,7 @@ class ShiftedSquaredReLU(nn.Module):
         if torch.is_grad_enabled() or torch.compiler.is_compiling() or torch.compiler.is_exporting():
             out = F.relu(x).square()
             return out + self.shift if self.shift else out
-        out = F.relu(x).square_()
+        out = x.relu_().square_()
         return out.add_(self.shift) if self.shift else out
 
 
@@ -200,6 +200,20 @@ class PoolingBranch(nn.Module):
         return F.avg_pool2d(x, self.pool_size, 1, self.pool_size // 2, count_include_pad=False)
 
 
+class FoldedSepConv(nn.Module):
+    """A SepConv whose convs took the folds (norm affine, StarReLU's scalars, LayerScale). Its 1×1 convs run as GEMMs
+    over channels-last rows and its depthwise conv on the channels-last map, as the kernel layer runs an unfolded
+    SepConv: the plain `nn.Conv2d` 1×1 takes a slower path on channels-last maps (`scripts/benchmark.py --sections
+    family`, fused beside default)."""
+
+    def __init__(self, mixer: SepConv):
+        super().__init__()
+        self.pwconv1, self.act1, self.dwconv, self.pwconv2 = mixer.pwconv1, mixer.act1, mixer.dwconv, mixer.pwconv2
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return pointwise_conv(self.pwconv2, conv2d(self.dwconv, self.act1(pointwise_conv(self.pwconv1, x))))
+
+
 class MixerBranch(nn.Module):
     """r·x + mixer(norm(x)) for every other mixer, with the norm's affine and the LayerScale folded into the mixer's
     first and last projections where it has them (SepConv, attention) and into the norm for the identity mixer."""
@@ -221,6 +235,7 @@ class MixerBranch(nn.Module):
             self.norm, self.layer_scale = copy.deepcopy(norm), _channel_scale(layer_scale)
         if isinstance(mixer, SepConv):
             mixer.act1 = _fold_star_relu(mixer.act1, mixer.dwconv)
+            mixer = FoldedSepConv(mixer)
         self.token_mixer = mixer
         self.res_scale = _channel_scale(_scale_of(block.res_scale1))
 
@@ -367,13 +382,15 @@ class FoldedPoolFormer(nn.Module):
         return BaseModelOutputWithPoolingAndNoAttention(last_hidden_state=last.contiguous(), pooler_output=pooled)
 
 
-def fuse_for_inference(model: nn.Module, dtype: torch.dtype | None = None, compile: bool = False) -> nn.Module:
+def fuse_for_inference(model: nn.Module, dtype: torch.dtype | None = None, compile: bool | dict = False) -> nn.Module:
     """A frozen, folded, channels-last `FoldedPoolFormer` built from a poolformer_hf model of any head (base,
     classifier, backbone, semantic segmentation); `model` itself is untouched. See the module docstring for the
     folding and the outputs.
 
     The folding is done in the model's precision, then the module is cast to `dtype` if given; it casts its input to
-    that dtype too. `compile=True` wraps it in `torch.compile`. Fold again after further training of `model`.
+    that dtype too. `compile=True` wraps it in `torch.compile`; a dict is passed as the compile's Inductor `options`
+    (e.g. `{"freezing": True, "max_autotune": True}`: the fastest measured at batch 1, docs/performance.md). Fold
+    again after further training of `model`.
     """
     from ..modeling_poolformer import PoolFormerForImageClassification, PoolFormerModel
     from ..modeling_poolformer_segmentation import PoolFormerForSemanticSegmentation
@@ -388,6 +405,8 @@ def fuse_for_inference(model: nn.Module, dtype: torch.dtype | None = None, compi
     if dtype is not None:
         folded = folded.to(dtype)
     folded = folded.to(memory_format=torch.channels_last).requires_grad_(False)
+    if isinstance(compile, dict):
+        return torch.compile(folded, dynamic=False, options=compile)
     if compile:
         return torch.compile(folded, dynamic=False)
     return folded
