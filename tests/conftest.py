@@ -15,6 +15,11 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import tempfile  # noqa: E402
+
+# Shard indexes that the streaming tests make go to a folder of this run, not the user's cache (subprocesses too).
+os.environ.setdefault("POOLFORMER_HF_SHARD_INDEX_CACHE", tempfile.mkdtemp(prefix="poolformer-shard-index-"))
+
 import poolformer_hf  # noqa: E402  (registers the Auto classes)
 from poolformer_hf import PoolFormerConfig  # noqa: E402
 

@@ -167,6 +167,26 @@ def test_resuming_skips_the_first_batches_without_reading_an_image(even_shards, 
     assert len(reads) == 48 - 5 * 4
 
 
+# --- the index cache --------------------------------------------------------------------------------------------
+
+
+def test_a_restart_takes_the_index_from_its_cache_and_reads_only_a_rewritten_shard_again(tmp_path, monkeypatch):
+    from poolformer_hf.tasks.classification.streaming import shards
+
+    paths = write_id_shards(tmp_path / "data", [3, 4, 5])
+    first = index_shards(paths, cache=tmp_path / "cache")
+    read = []
+    original = shards.iter_shard
+    monkeypatch.setattr(shards, "iter_shard", lambda path, skip=0: read.append(path) or original(path, skip))
+    again = index_shards(paths, cache=tmp_path / "cache")
+    assert (again.counts, again.num_labels, read) == (first.counts, first.num_labels, [])  # no tar header read
+    rewritten = write_id_shards(tmp_path / "other", [3, 4, 7])[2]
+    Path(paths[2]).write_bytes(Path(rewritten).read_bytes())  # the same path, another shard
+    changed = index_shards(paths, cache=tmp_path / "cache")
+    assert read == [paths[2]] and changed.counts == [3, 4, 7] and changed.num_labels == 14
+    assert index_shards(paths, cache=False).counts == [3, 4, 7] and read[1:] == paths  # no cache: every shard read
+
+
 # --- corrupt data -----------------------------------------------------------------------------------------------
 
 

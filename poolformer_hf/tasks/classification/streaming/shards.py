@@ -7,6 +7,7 @@ A sample is the run of consecutive tar members sharing a key (the member name up
 """
 
 import glob
+import hashlib
 import json
 import logging
 import os
@@ -170,26 +171,82 @@ class ShardIndex:
         return sum(self.counts)
 
 
-def index_shards(paths: list[str], corrupt: str = "stop") -> ShardIndex:
+# The index of a shard (its sample count and largest label) is kept after its first read, so a restart or a resumed
+# run does not read every tar header again (about 7,300 samples/s here: half an hour for 12M samples). An entry is
+# keyed by the shard's absolute path, size and modification time: a shard rewritten or replaced is read again.
+INDEX_CACHE_ENV = "POOLFORMER_HF_SHARD_INDEX_CACHE"
+
+
+def default_index_cache() -> Path:
+    """Where shard indexes are kept: $POOLFORMER_HF_SHARD_INDEX_CACHE, else `poolformer_hf/shard_index` under
+    huggingface_hub's cache home (HF_HOME)."""
+    if os.environ.get(INDEX_CACHE_ENV):
+        return Path(os.environ[INDEX_CACHE_ENV])
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME) / "poolformer_hf" / "shard_index"
+
+
+def _cache_entry(cache: Path, path: str) -> Path:
+    stat = os.stat(path)
+    identity = f"{os.path.abspath(path)}|{stat.st_size}|{stat.st_mtime_ns}"
+    return cache / (hashlib.sha256(identity.encode()).hexdigest() + ".json")
+
+
+def _read_cached(entry: Path) -> tuple[int, int] | None:
+    try:
+        value = json.loads(entry.read_text(encoding="utf-8"))
+        return int(value["count"]), int(value["max_label"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # absent, or unreadable: the shard is read again
+
+
+def _write_cached(entry: Path, count: int, max_label: int) -> None:
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        partial = entry.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(json.dumps({"count": count, "max_label": max_label}), encoding="utf-8")
+        os.replace(partial, entry)  # whole or absent: processes indexing the same shard at once may both write
+    except OSError as error:  # a read-only cache costs the next start a re-read, nothing else
+        logger.debug("shard index cache %s not written: %s", entry, error)
+
+
+def _shard_summary(path: str, cache: Path | None) -> tuple[int, int]:
+    """(sample count, largest label) of one shard, from the cache where it holds this version of the shard."""
+    entry = _cache_entry(cache, path) if cache is not None else None
+    cached = _read_cached(entry) if entry is not None else None
+    if cached is not None:
+        return cached
+    labels = [sample.label for sample in iter_shard(path)]
+    if not labels:
+        raise ValueError(f"shard {path} holds no sample")
+    if entry is not None:
+        _write_cached(entry, len(labels), max(labels))
+    return len(labels), max(labels)
+
+
+def index_shards(paths: list[str], corrupt: str = "stop", cache: Path | str | None | bool = True) -> ShardIndex:
     """Read every shard's tar headers and labels (no image): counts samples and finds corrupt shards, which stop
-    the run (`corrupt="stop"`) or are left out with a warning that counts them (`"skip"`)."""
+    the run (`corrupt="stop"`) or are left out with a warning that counts them (`"skip"`).
+
+    `cache`: where each shard's count is kept for the next start (True: `default_index_cache()`; False or None:
+    nothing kept, every shard read). A corrupt shard is never cached: it is found again at every start."""
     if corrupt not in CORRUPT_POLICIES:
         raise ValueError(f"--corrupt_shards must be one of {CORRUPT_POLICIES}, got {corrupt!r}")
+    cache = default_index_cache() if cache is True else Path(cache) if cache else None
     shards, counts, skipped, max_label = [], [], [], -1
     for path in paths:
         try:
-            labels = [sample.label for sample in iter_shard(path)]
+            count, largest = _shard_summary(path, cache)
         except CorruptShardError as error:
             if corrupt == "stop":
                 raise CorruptShardError(f"{error} (--corrupt_shards skip leaves such shards out)") from error
             logger.warning("skipping corrupt shard: %s", error)
             skipped.append(path)
             continue
-        if not labels:
-            raise ValueError(f"shard {path} holds no sample")
         shards.append(path)
-        counts.append(len(labels))
-        max_label = max(max_label, max(labels))
+        counts.append(count)
+        max_label = max(max_label, largest)
     if skipped:
         logger.warning("--corrupt_shards skip: left out %d of %d shards", len(skipped), len(paths))
     if not shards:
