@@ -194,3 +194,23 @@ def test_the_frozen_and_autotuned_compile_modes_give_ours_and_the_peers_the_same
         assert isinstance(model, torch._dynamo.eval_frame.OptimizedModule)  # compiled lazily: nothing runs here
         config = model.get_compiler_config()
         assert {name: config[name] for name in ("freezing", "max_autotune")} == {"max_autotune": False, **options}
+
+
+def test_compiled_cases_past_dynamos_recompile_limit_are_still_compiled():
+    import torch._dynamo.config as dynamo_config
+    from torch._dynamo.utils import counters
+
+    saved = {name: getattr(dynamo_config, name) for name in
+             ("recompile_limit", "accumulated_recompile_limit", "fail_on_recompile_limit_hit")}
+    try:
+        bench.allow_recompiles()
+        torch._dynamo.reset()
+        counters.clear()
+        model = torch.compile(torch.nn.Linear(4, 4), dynamic=False, backend="eager")
+        for batch in range(1, 12):  # 11 compiles of one forward: dynamo's default limit (8) would run 9-11 eagerly
+            model(torch.randn(batch, 4))
+        assert counters["stats"]["unique_graphs"] == 11
+    finally:
+        for name, value in saved.items():
+            setattr(dynamo_config, name, value)
+        torch._dynamo.reset()
