@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import shutil
+import socket
 
 # The code files a save writes beside the weights and configs for `trust_remote_code`, by what is saved: the package
 # root's files, importing only each other. transformers copies the saved class's file and the files its relative
@@ -102,3 +103,52 @@ def write_text_atomically(path: str | os.PathLike, text: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         raise
+
+
+# ------------------------------------------------------------------------------------------ a model save's staging
+def save_staging_prefix(name: str) -> str:
+    """The name prefix of the hidden staging folder a save over folder `name` writes beside it. It names this
+    process and machine, so that a later save can tell the staging folder of a killed save from one in progress."""
+    return f".{name}.saving-{os.getpid()}@{socket.gethostname()}-"
+
+
+def remove_abandoned_saves(parent: str, name: str) -> list[str]:
+    """Remove the staging folders beside `parent/name` that saves killed on this machine left (their process is
+    gone); returns their names. A folder of a live save, or of another machine sharing the filesystem, stays."""
+    prefix, host, removed = f".{name}.saving-", socket.gethostname(), []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(prefix) or entry.is_symlink() or not entry.is_dir():
+            continue
+        owner = entry.name[len(prefix):].rpartition("-")[0]  # "<pid>@<host>"; mkdtemp's suffix has no "-"
+        pid, _, owner_host = owner.partition("@")
+        if owner_host != host or not pid.isdigit() or process_alive(int(pid)):
+            continue
+        shutil.rmtree(entry.path, ignore_errors=True)
+        removed.append(entry.name)
+    return removed
+
+
+def process_alive(pid: int) -> bool:
+    """Whether process `pid` of this machine may still run (this one, someone else's, or any not yet ended)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return not _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A killed process its parent has not reaped yet (still signalable, but it runs nothing)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False

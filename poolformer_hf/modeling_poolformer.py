@@ -32,7 +32,7 @@ from transformers.utils.generic import can_return_tuple, merge_with_config_defau
 from transformers.utils.output_capturing import OutputRecorder, capture_outputs
 
 from .configuration_poolformer import PoolFormerConfig
-from .files import follow_umask
+from .files import follow_umask, remove_abandoned_saves, save_staging_prefix
 from .layers import TOKEN_MIXERS, DropPath, Mlp, MlpHead, RandomMixing, Scale, make_norm, make_scale
 
 
@@ -283,7 +283,8 @@ class PoolFormerPreTrainedModel(PreTrainedModel):
         save_directory = os.path.abspath(save_directory)
         parent = os.path.dirname(save_directory)
         os.makedirs(parent, exist_ok=True)
-        staging = tempfile.mkdtemp(prefix=f".{os.path.basename(save_directory)}.saving-", dir=parent)
+        remove_abandoned_saves(parent, os.path.basename(save_directory))  # left by saves killed here before
+        staging = tempfile.mkdtemp(prefix=save_staging_prefix(os.path.basename(save_directory)), dir=parent)
         try:
             super().save_pretrained(staging, *args, **kwargs)
             follow_umask(staging)

@@ -11,7 +11,8 @@ import pytest
 
 from conftest import ROOT
 from poolformer_hf.export.artefact import write_atomically
-from poolformer_hf.hub.output_folders import MARKER_NAME, STAGING_PREFIX, process_alive, remove_stale_staging
+from poolformer_hf.files import process_alive
+from poolformer_hf.hub.output_folders import MARKER_NAME, STAGING_PREFIX, remove_stale_staging
 
 
 @pytest.fixture(scope="module")

@@ -222,6 +222,32 @@ def test_a_classifier_folder_loads_into_the_base_model_and_backbone_without_a_lo
     assert "UNEXPECTED" not in "".join(capfd.readouterr())
 
 
+def test_a_save_removes_the_staging_folders_that_saves_killed_on_this_machine_left_beside_it(tmp_path, config):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import tempfile
+
+    from poolformer_hf.files import save_staging_prefix
+
+    model = PoolFormerForImageClassification(config)
+    folder = tmp_path / "model"
+    model.save_pretrained(folder)
+    ended = subprocess.Popen([sys.executable, "-c", "pass"])
+    ended.wait()
+    ours = f"-{os.getpid()}@"
+    killed = tempfile.mkdtemp(prefix=save_staging_prefix("model").replace(ours, f"-{ended.pid}@"), dir=tmp_path)
+    live = tempfile.mkdtemp(prefix=save_staging_prefix("model").replace(ours, f"-{os.getppid()}@"), dir=tmp_path)
+    elsewhere = tmp_path / f".model.saving-{ended.pid}@not-{socket.gethostname()}-x1y2z3"  # a shared filesystem
+    elsewhere.mkdir()
+    for staging in (killed, live, elsewhere):
+        (tmp_path / staging / "model.safetensors").write_bytes(b"half a save")
+    model.save_pretrained(folder)
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted(["model", os.path.basename(live), elsewhere.name])
+
+
 def test_a_failed_save_over_an_earlier_one_leaves_it_loading(tmp_path, config):
     model = randomize_(PoolFormerForImageClassification(config)).eval()
     folder = tmp_path / "model"

@@ -18,7 +18,7 @@ import re
 import shutil
 import tempfile
 
-from ..files import follow_umask
+from ..files import follow_umask, process_alive
 
 MARKER_NAME = ".poolformer_hf_conversion.json"
 STAGING_PREFIX = ".converting-"
@@ -116,28 +116,6 @@ def _written_here(entry: os.DirEntry) -> bool:
     temporary = _ATOMIC_TEMPORARY.match(entry.name)
     name = temporary[1] if temporary else entry.name
     return not entry.is_symlink() and entry.is_file() and (name == MARKER_NAME or name.endswith(_WRITTEN_SUFFIXES))
-
-
-def process_alive(pid: int) -> bool:
-    """Whether process `pid` of this machine may still run (this one, someone else's, or any not yet ended)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # someone else's live process
-        return True
-    return not _is_zombie(pid)
-
-
-def _is_zombie(pid: int) -> bool:
-    """A killed process its parent has not reaped yet (still signalable, but it runs nothing)."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="utf-8") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] == "Z"
-    except (OSError, IndexError):
-        return False
 
 
 def write_staged(output_dir: str, fill, **facts) -> None:

@@ -14,7 +14,7 @@ import shutil
 import socket
 from pathlib import Path
 
-from ...hub.output_folders import process_alive
+from ...files import process_alive
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # What Trainer and the run write besides checkpoints; any of them marks the folder as holding a previous run.
