@@ -214,6 +214,22 @@ def test_an_unreadable_lock_file_is_refused_naming_it(tmp_path, monkeypatch):
         RunLock(tmp_path).__enter__()
 
 
+def test_of_two_runs_taking_over_one_stale_lock_at_once_only_one_holds_it(tmp_path, monkeypatch):
+    stale = (HOST, _finished_pid())
+    (tmp_path / LOCK_NAME).write_text(f"{HOST} {stale[1]}")
+    first = RunLock(tmp_path).__enter__()
+    try:
+        # the second read the stale holder before the first wrote its own: it tries to take over the lock too
+        second = RunLock(tmp_path)
+        monkeypatch.setattr(second, "_holder", lambda: stale)
+        with pytest.raises(ValueError, match="in use by another training run"):
+            second.__enter__()
+        assert (tmp_path / LOCK_NAME).read_text() == first.owner  # the first still holds it, untouched
+    finally:
+        first.__exit__(None, None, None)
+    assert not (tmp_path / LOCK_NAME).exists()
+
+
 def test_a_killed_or_zombie_runs_lock_is_taken_over(tmp_path):
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
     try:

@@ -110,29 +110,39 @@ class RunLock:
     other. It holds "<host> <pid>" of its run. A lock left by a killed run on this machine (its process is gone or a
     zombie) is taken over; any other lock file is refused with a ValueError naming it: a live run's, another
     machine's (whose process cannot be checked from here), and a path there that is no lock a run wrote (a folder, a
-    symlink, an unreadable or empty file, other contents), which a run will not delete on a guess."""
+    symlink, an unreadable or empty file, other contents), which a run will not delete on a guess. The holder also
+    keeps an flock on the file for the run: a stale lock is taken over in place under it, so of two runs taking
+    over one stale lock at the same moment only one gets it."""
 
     def __init__(self, output_dir: str | Path):
         self.path = Path(output_dir) / LOCK_NAME
         self.owner = f"{socket.gethostname()} {os.getpid()}"
+        self._descriptor = None
 
     def __enter__(self) -> "RunLock":
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        for _ in range(2):
+        for _ in range(3):
             try:
                 descriptor = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 host, pid = self._holder()
                 if host != socket.gethostname() or process_alive(pid):
-                    where = "" if host == socket.gethostname() else ", on another machine"
-                    raise ValueError(
-                        f"--output_dir {self.path.parent} is in use by another training run ({host} {pid}{where}, "
-                        f"lock file {self.path}): wait for it to finish or choose another --output_dir"
-                    ) from None
-                self.path.unlink(missing_ok=True)  # a killed run's
+                    raise self._in_use(host, pid) from None
+                try:  # a killed run's lock: taken over in place, under the file lock below
+                    descriptor = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW)
+                except FileNotFoundError:  # its taker finished meanwhile
+                    continue
+            # Held until __exit__ and let go by the kernel when the process dies: of two runs taking over one stale
+            # lock at the same moment, only one gets it (both would otherwise delete it and write their own).
+            if not _hold_file_lock(descriptor):
+                os.close(descriptor)
+                raise self._in_use(*self._holder()) from None
+            if not _still_at(descriptor, self.path):  # unlinked by its finishing holder before we locked it
+                os.close(descriptor)
                 continue
+            os.ftruncate(descriptor, 0)
             os.write(descriptor, self.owner.encode())  # at once, so that the lock is never seen empty but for an instant
-            os.close(descriptor)
+            self._descriptor = descriptor
             return self
         raise ValueError(f"could not take the lock file {self.path}")
 
@@ -143,6 +153,16 @@ class RunLock:
             ours = False
         if ours:
             self.path.unlink(missing_ok=True)
+        if self._descriptor is not None:
+            os.close(self._descriptor)  # after the unlink: nobody locks the old file in between
+            self._descriptor = None
+
+    def _in_use(self, host: str, pid: int) -> ValueError:
+        where = "" if host == socket.gethostname() else ", on another machine"
+        return ValueError(
+            f"--output_dir {self.path.parent} is in use by another training run ({host} {pid}{where}, "
+            f"lock file {self.path}): wait for it to finish or choose another --output_dir"
+        )
 
     def _holder(self) -> tuple[str, int]:
         """(host, pid) of the lock there, or a ValueError saying why the path there is no lock of a run."""
@@ -163,6 +183,27 @@ class RunLock:
                 f"lock file {self.path} holds {text[:60]!r}, not the '<host> <pid>' a training run writes: {remove}"
             )
         return host, int(pid)
+
+
+def _hold_file_lock(descriptor: int) -> bool:
+    """An exclusive, non-blocking flock on the open lock file; True where it was taken (and where the platform has
+    no flock: the pid check alone decides there)."""
+    try:
+        import fcntl
+    except ImportError:
+        return True
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def _still_at(descriptor: int, path: Path) -> bool:
+    try:
+        return os.fstat(descriptor).st_ino == os.stat(path, follow_symlinks=False).st_ino
+    except FileNotFoundError:
+        return False
 
 
 # How a full disk shows itself: ENOSPC, or the messages torch and safetensors raise without an errno.
