@@ -38,6 +38,8 @@ def test_a_previous_run_is_refused_naming_both_ways_on(tmp_path):
     (tmp_path / "fresh" / "notes.txt").write_text("mine")  # other files do not make a previous run
     check_output_dir(tmp_path / "fresh", overwrite=False, resume=False)
     check_output_dir(tmp_path / "missing", overwrite=False, resume=False)
+    with pytest.raises(ValueError, match="--overwrite_output_dir would delete the checkpoints --resume_from_checkpoint"):
+        check_output_dir(tmp_path, overwrite=True, resume=True)
 
 
 def test_overwrite_clears_checkpoints_and_results_and_nothing_else(tmp_path):

@@ -60,8 +60,6 @@ def run(model_args, data_args, training_args, callbacks=None) -> dict:
     set_seed(training_args.seed)
     output_dir = training_args.output_dir
     overwrite = getattr(training_args, "overwrite_output_dir", False)
-    if overwrite and training_args.resume_from_checkpoint:
-        raise ValueError("--overwrite_output_dir would delete the checkpoints --resume_from_checkpoint resumes: give one")
     # Every check runs here, before a model is built or anything is written.
     check_world_size(training_args)
     check_lora_arguments(model_args, training_args)
