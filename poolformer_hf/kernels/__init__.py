@@ -8,9 +8,9 @@ replaces the `forward` of chosen layer instances, the way transformers' `kerneli
 | `MetaFormerBlock` with one-group GroupNorms, the      | both branches through `branches.py`: the token branch   |
 | pooling mixer and a GELU MLP (PoolFormer v1)          | in one statistics pass, one pooling and one lerp; the   |
 |                                                      | MLP in cache-sized row chunks                           |
-| `Mlp`, `SepConv` of the other blocks                  | 1×1 convs as GEMMs over channels-last rows; outside     |
-|                                                      | autograd an untouched StarReLU runs in place (relu,     |
-|                                                      | square) with its s and b folded into the next conv      |
+| `Mlp`, `SepConv` of the other blocks, outside        | 1×1 convs as GEMMs over channels-last rows; an          |
+| autograd (in training their plain modules run:       | untouched StarReLU runs in place (relu, square) with    |
+| the convs' backward is the faster one)               | its s and b folded into the next conv                   |
 | `Stem`, `Downsample`                                  | the conv on a channels-last copy, so the body after it |
 |                                                      | runs channels-last; in inference the conv's weight is   |
 |                                                      | stored channels-last too (no reorder per call)          |
@@ -107,9 +107,16 @@ def _inference_star_relu(act) -> tuple[float, float] | None:
     return (scale, float(act.bias)) if scale != 0.0 else None
 
 
+def _records_autograd(x: torch.Tensor, module: nn.Module) -> bool:
+    """Whether autograd records this call (training): there the plain modules run the MLP and SepConv, whose convs'
+    backward is faster than that of the GEMMs over channels-last rows (a ConvFormer-S18 training step 1.25× faster
+    with them, CAFormer-S18 1.21×: docs/performance.md)."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in module.parameters()))
+
+
 def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
     plan = dispatch.mlp(mlp)
-    if isinstance(plan, str) or not kernels_run(x, dispatch.base_weight(plan[0])):
+    if isinstance(plan, str) or _records_autograd(x, mlp) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(mlp).forward(mlp, x)
     fc1, fc2 = plan
     star = _inference_star_relu(mlp._modules["act"])
@@ -121,7 +128,7 @@ def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
 
 def _sepconv(mixer, x: torch.Tensor) -> torch.Tensor:
     plan = dispatch.sepconv(mixer)
-    if isinstance(plan, str) or not kernels_run(x, dispatch.base_weight(plan[0])):
+    if isinstance(plan, str) or _records_autograd(x, mixer) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(mixer).forward(mixer, x)
     pwconv1, dwconv, pwconv2 = plan
     star = _inference_star_relu(mixer._modules["act1"])
