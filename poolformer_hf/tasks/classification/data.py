@@ -106,12 +106,12 @@ def splits_from_dataset_dict(
     if "train" not in dataset:
         raise ValueError(f"the dataset has no 'train' split; its splits are {sorted(dataset)}")
     train = dataset["train"]
-    image_column = _find_column(train.column_names, image_column, IMAGE_COLUMN_CANDIDATES, "image")
-    label_column = _find_column(train.column_names, label_column, LABEL_COLUMN_CANDIDATES, "label")
+    image_column = find_column(train.column_names, image_column, IMAGE_COLUMN_CANDIDATES, "image")
+    label_column = find_column(train.column_names, label_column, LABEL_COLUMN_CANDIDATES, "label")
     validation = dataset["validation"] if "validation" in dataset else None
     if validation is not None:
-        _find_column(validation.column_names, label_column, (), "label", split_name="validation")
-        _find_column(validation.column_names, image_column, (), "image", split_name="validation")
+        find_column(validation.column_names, label_column, (), "label", split_name="validation")
+        find_column(validation.column_names, image_column, (), "image", split_name="validation")
 
     feature = train.features[label_column]
     if isinstance(feature, datasets.ClassLabel):
@@ -142,9 +142,11 @@ def splits_from_dataset_dict(
     return train_split, validation_split, label_names
 
 
-def _find_column(
+def find_column(
     columns: Sequence[str], requested: str | None, candidates: Sequence[str], role: str, split_name: str = "train"
 ) -> str:
+    """The column of `columns` holding the `role` ("image" or "label"): `requested` when given (a ValueError if it is
+    missing), else the first of `candidates` present, else a ValueError naming the columns."""
     if requested is not None:
         if requested not in columns:
             raise ValueError(
@@ -231,8 +233,8 @@ def build_data(data_args, seed: int = 0, cache_dir: str | None = None) -> ImageC
     if data.validation is None:
         kept, held_out = stratified_split(data.train.labels, data_args.train_val_split, data_args.split_seed)
         data.train, data.validation = data.train.subset(kept, "train"), data.train.subset(held_out, "validation")
-    data.train = _truncate(data.train, data_args.max_train_samples, seed)
-    data.validation = _truncate(data.validation, data_args.max_eval_samples, seed)
+    data.train = truncate_split(data.train, data_args.max_train_samples, seed)
+    data.validation = truncate_split(data.validation, data_args.max_eval_samples, seed)
     check_split_sizes(data.train, data.validation, data.label_names)
     check_labels(data.train, data.validation, data.label_names)
     for split in (data.train, data.validation, data.test):
@@ -248,7 +250,8 @@ def build_data(data_args, seed: int = 0, cache_dir: str | None = None) -> ImageC
     return data
 
 
-def _truncate(split: ImageSplit, max_samples: int | None, seed: int) -> ImageSplit:
+def truncate_split(split: ImageSplit, max_samples: int | None, seed: int) -> ImageSplit:
+    """At most `max_samples` of `split`, drawn by `seed` and kept in their original order (all of it for None)."""
     if max_samples is None or max_samples >= len(split):
         return split
     return split.subset(sorted(np.random.default_rng(seed).permutation(len(split))[:max_samples]), split.name)

@@ -5,7 +5,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..data import _find_column, _truncate, check_images, load_image_folders
+from ..data import find_column, truncate_split, check_images, load_image_folders
 from ..splits import ImageClassificationData, ImageSplit
 from .batches import HubSource, ShardSource, StreamingBatches
 from .shards import index_shards, iter_shard, list_shards, shard_label_names
@@ -66,7 +66,7 @@ def build_streamed_data(data_args, seed: int = 0, cache_dir: str | None = None) 
     else:
         streamed = _hub_data(data_args, seed, cache_dir)
     data = streamed.data
-    data.validation = _truncate(data.validation, data_args.max_eval_samples, seed)
+    data.validation = truncate_split(data.validation, data_args.max_eval_samples, seed)
     if len(data.validation) == 0:
         raise ValueError("the validation split is empty")
     unknown = sorted(set(data.validation.labels) - set(range(len(data.label_names))))
@@ -134,8 +134,8 @@ def streamed_hub_data(train, data_args, seed: int, description: str, validation=
     import datasets
 
     columns = list(train.features)
-    image_column = _find_column(columns, data_args.image_column_name, ("image", "img"), "image")
-    label_column = _find_column(columns, data_args.label_column_name, ("label", "labels"), "label")
+    image_column = find_column(columns, data_args.image_column_name, ("image", "img"), "image")
+    label_column = find_column(columns, data_args.label_column_name, ("label", "labels"), "label")
     feature = train.features[label_column]
     if not isinstance(feature, datasets.ClassLabel):
         raise ValueError(

@@ -36,10 +36,10 @@ def dataset_samples(dataset, image_column: str | None = None, label_column: str 
     """Samples of a `datasets.Dataset` (one split) whose label column is a ClassLabel."""
     import datasets
 
-    from ..data import IMAGE_COLUMN_CANDIDATES, LABEL_COLUMN_CANDIDATES, _find_column
+    from ..data import IMAGE_COLUMN_CANDIDATES, LABEL_COLUMN_CANDIDATES, find_column
 
-    image_column = _find_column(dataset.column_names, image_column, IMAGE_COLUMN_CANDIDATES, "image")
-    label_column = _find_column(dataset.column_names, label_column, LABEL_COLUMN_CANDIDATES, "label")
+    image_column = find_column(dataset.column_names, image_column, IMAGE_COLUMN_CANDIDATES, "image")
+    label_column = find_column(dataset.column_names, label_column, LABEL_COLUMN_CANDIDATES, "label")
     feature = dataset.features[label_column]
     if not isinstance(feature, datasets.ClassLabel):
         raise ValueError(f"label column {label_column!r} is {feature}, not a ClassLabel: its class names are unknown")
