@@ -5,7 +5,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..data import find_column, truncate_split, check_images, load_image_folders
+from ..data import check_images, find_column, load_image_folders, truncate_split
 from ..splits import ImageClassificationData, ImageSplit
 from .batches import HubSource, ShardSource, StreamingBatches
 from .shards import index_shards, iter_shard, list_shards, shard_label_names
