@@ -16,6 +16,7 @@ from poolformer_hf import (
     fuse_for_inference,
 )
 from poolformer_hf.inference import folding as inference
+from poolformer_hf.kernels import branches
 from tests.conftest import max_abs_diff, randomize_
 
 # One preset per family: every mixer, norm and head recipe the folding treats differently.
@@ -71,6 +72,23 @@ def test_folded_module_without_the_lean_kernels_gives_the_models_outputs(preset,
     folded = fuse_for_inference(model)
     with torch.no_grad():
         assert_same_outputs(folded(pixels()), model(pixels()))
+
+
+@pytest.mark.parametrize("preset", ["convformer_s18", "caformer_s18", "poolformerv2_s12"])
+def test_folded_mlp_and_sepconv_in_pieces_give_the_models_outputs(preset, monkeypatch):
+    # A piece size of a few rows: the folded MLPs run in many row chunks, SepConv one sample at a time, each piece
+    # through the folded activation (StarReLU's relu² with its shift, in place).
+    monkeypatch.setattr(branches, "CHUNK_BYTES", 700)
+    calls = []
+    for name in ("mlp_by_rows", "sepconv_by_samples"):
+        real = getattr(inference, name)
+        monkeypatch.setattr(inference, name, lambda *args, real=real, name=name: calls.append(name) or real(*args))
+    model = randomize_(PoolFormerForImageClassification(family_config(preset))).eval()
+    folded = fuse_for_inference(model)
+    with torch.no_grad():
+        assert_same_outputs(folded(pixels(batch=3)), model(pixels(batch=3)))
+    sepconv_blocks = {"convformer_s18": 5, "caformer_s18": 2, "poolformerv2_s12": 0}[preset]  # depths 1, 1, 2, 1
+    assert calls.count("mlp_by_rows") == 5 and calls.count("sepconv_by_samples") == sepconv_blocks
 
 
 @pytest.mark.parametrize("form", inference.NORMALIZATION_FORMS)

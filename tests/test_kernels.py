@@ -41,7 +41,7 @@ def forbid_kernels(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("a kernel ran")
 
-    for name in ("pooling_mixing", "mlp_mixing", "pointwise_conv", "conv2d"):
+    for name in ("pooling_mixing", "mlp_mixing", "pointwise_conv", "conv2d", "mlp_by_rows", "sepconv_by_samples"):
         monkeypatch.setattr(kernels, name, refuse)
 
 
@@ -133,7 +133,7 @@ def test_mlp_kernel_passes_gradcheck():
 # ------------------------------------------------------------------------------------------------- the model
 @pytest.mark.parametrize("preset", ["poolformer_s12", "poolformerv2_s12"])
 def test_training_path_matches_plain_autograd_with_stochastic_depth(preset):
-    config = PoolFormerConfig.from_preset(preset, depths=[1, 2, 1, 1], hidden_sizes=[8, 16, 24, 32], num_labels=3,
+    config = PoolFormerConfig.from_preset(preset, depths=[1, 2, 1, 1], hidden_sizes=[8, 16, 32, 32], num_labels=3,
                                           drop_path_rate=0.5)
     model = randomize_(PoolFormerForImageClassification(config)).train()
     plain = plain_copy(model)
@@ -426,11 +426,64 @@ def test_mlp_and_sepconv_kernels_run_outside_autograd_and_step_aside_in_training
     config = PoolFormerConfig.from_preset("convformer_s18", depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 24, 32])
     model = randomize_(PoolFormerModel(config))
     calls = []
-    real = kernels.pointwise_conv
-    monkeypatch.setattr(kernels, "pointwise_conv", lambda conv, x: calls.append(conv) or real(conv, x))
+    for name in ("mlp_by_rows", "sepconv_by_samples"):
+        real = getattr(kernels, name)
+        monkeypatch.setattr(kernels, name, lambda *args, real=real, name=name: calls.append(name) or real(*args))
     with torch.no_grad():
         model.eval()(images())
-    assert len(calls) == 4 * 3  # per block the SepConv's two 1x1 convs and fc1 (fc2 takes StarReLU's fold)
+    assert sorted(calls) == ["mlp_by_rows"] * 4 + ["sepconv_by_samples"] * 4
     calls.clear()
     model.train()(images()).last_hidden_state.sum().backward()
     assert calls == []
+
+
+def _chunked_model(preset, act):
+    config = PoolFormerConfig.from_preset(preset, depths=[1, 1, 1, 1], hidden_sizes=[8, 16, 32, 32], num_labels=3,
+                                          hidden_act=act, sepconv_act=act, attention_head_dim=16)
+    return randomize_(PoolFormerForImageClassification(config)).eval()
+
+
+@pytest.mark.parametrize("act", ["star_relu", "gelu", "relu", "squared_relu", "silu"])
+@pytest.mark.parametrize("preset", ["convformer_s18", "caformer_s18"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_mlp_and_sepconv_in_pieces_give_the_plain_outputs(monkeypatch, preset, act, dtype):
+    # A piece size of a few rows: the MLP runs in many row chunks (not dividing the rows evenly), SepConv one sample
+    # at a time; the activation is applied to each piece.
+    model = _chunked_model(preset, act)
+    pixels = images(batch=3, size=48)
+    with torch.inference_mode():
+        plain = plain_copy(model)(pixels).logits  # float32, the plain modules
+        model.to(dtype)
+        whole = model(pixels.to(dtype)).logits
+        monkeypatch.setattr(branches, "CHUNK_BYTES", 700)
+        pieces = model(pixels.to(dtype)).logits
+    assert pieces.dtype == whole.dtype == dtype
+    # float32: equal up to rounding; bfloat16: as close to float32 as the plain bfloat16 path is (see above)
+    tolerance = 1e-5 if dtype == torch.float32 else 0.05
+    assert close(pieces.float(), plain, tolerance) and close(whole.float(), plain, tolerance)
+
+
+def test_a_hooked_or_replaced_activation_sees_the_whole_map_once_per_call(monkeypatch):
+    monkeypatch.setattr(branches, "CHUNK_BYTES", 700)
+    model = _chunked_model("convformer_s18", "gelu")
+    pixels = images(batch=3, size=48)
+    with torch.inference_mode():
+        expected = plain_copy(model)(pixels).logits
+    acts = [module for name, module in model.named_modules() if name.endswith(("mlp.act", "act1"))]
+    shapes = []
+    handles = [act.register_forward_hook(lambda module, args, out: shapes.append(out.shape)) for act in acts]
+    with torch.inference_mode():
+        hooked = model(pixels).logits
+    assert len(shapes) == len(acts) == 8 and all(shape[0] == 3 for shape in shapes)  # each once, on all 3 images
+    assert close(hooked, expected)
+    for handle in handles:
+        handle.remove()
+
+    class Softsign(torch.nn.Module):  # not a class the kernels know to be elementwise
+        def forward(self, x):
+            return F.softsign(x)
+
+    for block in model.poolformer.stages[0].blocks:
+        block.mlp.act = Softsign()
+    with torch.inference_mode():
+        assert close(model(pixels).logits, plain_copy(model)(pixels).logits)

@@ -42,7 +42,8 @@ from transformers.modeling_outputs import (
     SemanticSegmenterOutput,
 )
 
-from ..kernels import conv2d, kernels_run, mlp_mixing, pointwise_conv, pooling_mixing
+from ..kernels import conv2d, dispatch, kernels_run, mlp_mixing, pointwise_conv, pooling_mixing
+from ..kernels.chunked import elementwise, mlp_by_rows, sepconv_by_samples
 from ..layers import Attention, ChannelLayerNorm, GroupNorm1, IdentityMixer, Pooling, Scale, SepConv
 
 
@@ -91,6 +92,16 @@ class ShiftedSquaredReLU(nn.Module):
             return out + self.shift if self.shift else out
         out = x.relu_().square_()
         return out.add_(self.shift) if self.shift else out
+
+
+def _in_pieces(act: nn.Module) -> bool:
+    """Whether the eager kernels may apply `act` to pieces of the map (`kernels.chunked`): an elementwise activation
+    run as an unhooked module, outside autograd (the fused module is for inference; under autograd it runs whole)."""
+    if torch.is_grad_enabled():
+        return False
+    if type(act) is ShiftedSquaredReLU:
+        return dispatch.untouched(act, "act", ShiftedSquaredReLU) is None
+    return elementwise(act)
 
 
 @torch.no_grad()
@@ -211,6 +222,8 @@ class FoldedSepConv(nn.Module):
         self.pwconv1, self.act1, self.dwconv, self.pwconv2 = mixer.pwconv1, mixer.act1, mixer.dwconv, mixer.pwconv2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if _in_pieces(self.act1) and kernels_run(x, self.pwconv1.weight):
+            return sepconv_by_samples(self.pwconv1, self.act1, self.dwconv, self.pwconv2, x, None)
         return pointwise_conv(self.pwconv2, conv2d(self.dwconv, self.act1(pointwise_conv(self.pwconv1, x))))
 
 
@@ -267,8 +280,11 @@ class MlpBranch(nn.Module):
         if self.lean and kernels_run(y, self.fc1.weight):
             res_scale = None if self.res_scale is None else self.res_scale.view(-1)
             return mlp_mixing(y, self.norm, self, None, res_scale)
-        # pointwise_conv: a GEMM over channels-last rows in eager, the conv itself under torch.compile / export
-        branch = pointwise_conv(self.fc2, self.act(pointwise_conv(self.fc1, self.norm(y))))
+        normed = self.norm(y)
+        if _in_pieces(self.act) and kernels_run(y, self.fc1.weight):
+            branch = mlp_by_rows(self.fc1, self.act, self.fc2, normed, None)
+        else:  # pointwise_conv: a GEMM over channels-last rows in eager, the conv itself under torch.compile / export
+            branch = pointwise_conv(self.fc2, self.act(pointwise_conv(self.fc1, normed)))
         return (y if self.res_scale is None else y * self.res_scale) + branch
 
 

@@ -8,9 +8,10 @@ replaces the `forward` of chosen layer instances, the way transformers' `kerneli
 | `MetaFormerBlock` with one-group GroupNorms, the      | both branches through `branches.py`: the token branch   |
 | pooling mixer and a GELU MLP (PoolFormer v1)          | in one statistics pass, one pooling and one lerp; the   |
 |                                                      | MLP in cache-sized row chunks                           |
-| `Mlp`, `SepConv` of the other blocks, outside        | 1×1 convs as GEMMs over channels-last rows; an          |
-| autograd (in training their plain modules run:       | untouched StarReLU runs in place (relu, square) with    |
-| the convs' backward is the faster one)               | its s and b folded into the next conv                   |
+| `Mlp`, `SepConv` of the other blocks, outside        | 1×1 convs as GEMMs over channels-last rows, in cache-   |
+| autograd (in training their plain modules run:       | sized pieces (`chunked.py`); an untouched StarReLU runs |
+| the convs' backward is the faster one)               | in place (relu, square), its s and b folded into the    |
+|                                                      | next conv                                               |
 | `Stem`, `Downsample`                                  | the conv on a channels-last copy, so the body after it |
 |                                                      | runs channels-last; in inference the conv's weight is   |
 |                                                      | stored channels-last too (no reorder per call)          |
@@ -43,7 +44,8 @@ from torch import nn
 
 from . import dispatch
 from .branches import mlp_mixing, pooling_mixing
-from .gemm import conv2d, pointwise_conv, pointwise_conv_of_affine
+from .chunked import elementwise, mlp_by_rows, sepconv_by_samples
+from .gemm import conv2d, pointwise_conv
 
 ENV_VAR = "POOLFORMER_HF_KERNELS"
 KERNEL_SETS = ("cpu",)
@@ -99,8 +101,9 @@ def _lean_poolformer_block(block, plan, x: torch.Tensor) -> torch.Tensor:
 
 def _inference_star_relu(act) -> tuple[float, float] | None:
     """(s, b) of a StarReLU the kernel computes itself, in place, outside autograd: relu(x)² in the expansion's own
-    buffer, s and b folded into the next conv (`pointwise_conv_of_affine`, or the depthwise conv's weight). None
-    where the activation runs as a module: in training, for any other activation, a touched StarReLU, or s = 0."""
+    buffer, s and b folded into the next conv (`chunked.py`: the 1×1 conv's weight and bias, or the depthwise conv's
+    weight). None where the activation runs as a module: in training, for any other activation, a touched StarReLU,
+    or s = 0."""
     if torch.is_grad_enabled() or dispatch.star_relu(act, "act") is not None:
         return None
     scale = float(act.scale)
@@ -119,11 +122,11 @@ def _mlp(mlp, x: torch.Tensor) -> torch.Tensor:
     if isinstance(plan, str) or _records_autograd(x, mlp) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(mlp).forward(mlp, x)
     fc1, fc2 = plan
-    star = _inference_star_relu(mlp._modules["act"])
-    if star is None:
+    act = mlp._modules["act"]
+    star = _inference_star_relu(act)
+    if star is None and not elementwise(act):  # an activation that must see the whole map, once
         return pointwise_conv(fc2, mlp.act(pointwise_conv(fc1, x)))
-    hidden = pointwise_conv(fc1, x).relu_().square_()
-    return pointwise_conv_of_affine(fc2, hidden, *star)
+    return mlp_by_rows(fc1, act, fc2, x, star)
 
 
 def _sepconv(mixer, x: torch.Tensor) -> torch.Tensor:
@@ -131,15 +134,11 @@ def _sepconv(mixer, x: torch.Tensor) -> torch.Tensor:
     if isinstance(plan, str) or _records_autograd(x, mixer) or not kernels_run(x, dispatch.base_weight(plan[0])):
         return type(mixer).forward(mixer, x)
     pwconv1, dwconv, pwconv2 = plan
-    star = _inference_star_relu(mixer._modules["act1"])
-    if star is None:
+    act = mixer._modules["act1"]
+    star = _inference_star_relu(act)
+    if star is None and not elementwise(act):  # an activation that must see the whole map, once
         return pointwise_conv(pwconv2, conv2d(dwconv, mixer.act1(pointwise_conv(pwconv1, x))))
-    # dwconv(s·h + b) = dwconv_{s·W}(h + b/s): the shift goes in before the zero padding, as b does.
-    scale, shift = star
-    hidden = pointwise_conv(pwconv1, x).relu_().square_()
-    if shift != 0.0:
-        hidden.add_(shift / scale)
-    return pointwise_conv(pwconv2, conv2d(dwconv, hidden, weight_scale=scale))
+    return sepconv_by_samples(pwconv1, act, dwconv, pwconv2, x, star)
 
 
 def _stem(stem, x: torch.Tensor) -> torch.Tensor:

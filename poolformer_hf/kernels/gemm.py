@@ -41,27 +41,9 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
     return conv._conv_forward(x.to(dtype), conv.weight.to(dtype), cast_or_none(conv.bias, dtype)).to(x.dtype)
 
 
-def conv2d(conv: nn.Conv2d, x: torch.Tensor, weight_scale: float | None = None) -> torch.Tensor:
-    """`conv(x)` on a channels-last copy of x, computed in `matmul_dtype(x)` and returned in x's dtype; with
-    `weight_scale`, the conv of `weight_scale · weight` (its bias unscaled)."""
-    x = x.contiguous(memory_format=torch.channels_last)
-    if weight_scale is None:
-        return _conv(conv, x)
-    dtype = matmul_dtype(x)
-    weight = (conv.weight.to(dtype) * weight_scale).contiguous(memory_format=torch.channels_last)
-    return conv._conv_forward(x.to(dtype), weight, cast_or_none(conv.bias, dtype)).to(x.dtype)
-
-
-def pointwise_conv_of_affine(conv: nn.Conv2d, x: torch.Tensor, scale: float, shift: float) -> torch.Tensor:
-    """`conv(scale · x + shift)` for a 1×1 conv, with scale and shift folded into its weight and bias (exact: the conv
-    is linear and has no padding), as one GEMM like `pointwise_conv`."""
-    dtype = matmul_dtype(x)
-    weight = conv.weight.flatten(1).to(dtype)
-    bias = weight.sum(1) * shift
-    if conv.bias is not None:
-        bias = bias + conv.bias.to(dtype)
-    rows = x.permute(0, 2, 3, 1)
-    return F.linear(rows.to(dtype), weight * scale, bias).permute(0, 3, 1, 2).to(x.dtype)
+def conv2d(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """`conv(x)` on a channels-last copy of x, computed in `matmul_dtype(x)` and returned in x's dtype."""
+    return _conv(conv, x.contiguous(memory_format=torch.channels_last))
 
 
 def pointwise_conv(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
