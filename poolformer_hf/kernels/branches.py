@@ -46,6 +46,11 @@ def chunk_rows(rows: int, width: int, element_size: int) -> int:
     return max(1, min(rows, CHUNK_BYTES // (width * element_size)))
 
 
+def chunk_samples(samples: int, bytes_per_sample: int) -> int:
+    """How many samples of `bytes_per_sample` make one piece of about CHUNK_BYTES (at least one)."""
+    return max(1, min(samples, CHUNK_BYTES // max(1, bytes_per_sample)))
+
+
 def _group_norm(x: torch.Tensor, weight, bias, eps: float):
     """GroupNorm with one group: (normalized map, per-sample mean, per-sample 1/std), channels-last in and out.
     (The functional op: its out= variant computes into a temporary and copies.)"""

@@ -18,8 +18,7 @@ piece covers the whole map and nothing changes.
 import torch
 from torch import nn
 
-from . import branches
-from .branches import _addmm, _empty_channels_last, _rows, chunk_rows
+from .branches import _addmm, _empty_channels_last, _rows, chunk_rows, chunk_samples
 from .gemm import cast_or_none, matmul_dtype
 
 
@@ -95,7 +94,7 @@ def sepconv_by_samples(pwconv1, act, dwconv, pwconv2, x: torch.Tensor,
     dw_bias = cast_or_none(dwconv.bias, dtype)
     out = _empty_channels_last(n, out_width, h, w, x)
     per_sample = h * w * hidden_width * (torch.finfo(dtype).bits // 8)
-    step = max(1, min(n, branches.CHUNK_BYTES // max(1, per_sample)))  # the MLP kernels' piece size
+    step = chunk_samples(n, per_sample)  # pieces of the MLP kernels' size
     for start in range(0, n, step):
         stop = min(n, start + step)
         pre = _addmm(bias1, _rows(x[start:stop]).to(dtype), weight1, out=None)
